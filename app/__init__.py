@@ -1,0 +1,1 @@
+"""SQL-backed agent server."""

@@ -1,0 +1,116 @@
+"""Conversation routes."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from app.conversations import service
+from app.conversations.schemas import (
+    ConversationCreate,
+    ConversationPage,
+    ConversationRead,
+    ConversationSortOrder,
+    ConversationUpdate,
+)
+from app.db.session import ReadSessionDep, WriteSessionDep
+from app.errors import error_responses
+from app.http import parse_if_match
+from app.models import ExecutionStatus
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+MAX_BATCH = 100
+
+
+@router.post(
+    "",
+    response_model=ConversationRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ConversationRead, "description": "The id already existed"}}
+    | error_responses(401, 422),
+)
+async def create_conversation(
+    body: ConversationCreate, session: WriteSessionDep, response: Response
+) -> ConversationRead:
+    """Create a conversation, or return the stored one when its id exists."""
+    conversation, created = await service.create(session, body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["ETag"] = service.etag(conversation.version)
+    return ConversationRead.model_validate(conversation)
+
+
+@router.get("/search", response_model=ConversationPage, responses=error_responses(400, 401, 422))
+async def search_conversations(
+    session: ReadSessionDep,
+    page_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    status: ExecutionStatus | None = None,
+    sort_order: ConversationSortOrder = ConversationSortOrder.CREATED_AT_DESC,
+) -> ConversationPage:
+    """Search conversations, a keyset-paginated page at a time."""
+    items, next_page_id = await service.search(
+        session, status=status, sort_order=sort_order, limit=limit, page_id=page_id
+    )
+    return ConversationPage(
+        items=[ConversationRead.model_validate(c) for c in items], next_page_id=next_page_id
+    )
+
+
+@router.get("/count", response_model=int, responses=error_responses(401, 422))
+async def count_conversations(
+    session: ReadSessionDep, status: ExecutionStatus | None = None
+) -> int:
+    """Count conversations, optionally with one status."""
+    return await service.count(session, status)
+
+
+@router.get("", response_model=list[ConversationRead | None], responses=error_responses(401, 422))
+async def batch_get_conversations(
+    session: ReadSessionDep,
+    ids: Annotated[list[uuid.UUID], Query(min_length=1, max_length=MAX_BATCH)],
+) -> list[ConversationRead | None]:
+    """Get conversations by id, in the order asked, null for each one missing."""
+    found = await service.get_batch(session, ids)
+    return [None if c is None else ConversationRead.model_validate(c) for c in found]
+
+
+@router.get(
+    "/{conversation_id}", response_model=ConversationRead, responses=error_responses(401, 404, 422)
+)
+async def get_conversation(
+    conversation_id: uuid.UUID, session: ReadSessionDep, response: Response
+) -> ConversationRead:
+    """Get one conversation; its ETag is its version."""
+    conversation = await service.get(session, conversation_id)
+    response.headers["ETag"] = service.etag(conversation.version)
+    return ConversationRead.model_validate(conversation)
+
+
+@router.patch(
+    "/{conversation_id}",
+    response_model=ConversationRead,
+    responses=error_responses(400, 401, 404, 412, 422),
+)
+async def update_conversation(
+    conversation_id: uuid.UUID,
+    body: ConversationUpdate,
+    session: WriteSessionDep,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> ConversationRead:
+    """Change title or tags; with If-Match, only if the version still matches (else 412)."""
+    conversation = await service.update(session, conversation_id, body, parse_if_match(if_match))
+    response.headers["ETag"] = service.etag(conversation.version)
+    return ConversationRead.model_validate(conversation)
+
+
+@router.delete(
+    "/{conversation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 404, 422),
+)
+async def delete_conversation(conversation_id: uuid.UUID, session: WriteSessionDep) -> Response:
+    """Delete a conversation and all its events."""
+    await service.delete(session, conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

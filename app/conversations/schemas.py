@@ -1,0 +1,96 @@
+"""Conversation API schemas: XCreate / XUpdate / XRead."""
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+
+from app.events.schemas import UserMessageCreate
+from app.models.conversation import ExecutionStatus
+
+SECRET_MASK = "**********"
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+TagValue = Annotated[str, StringConstraints(max_length=256)]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=50)]
+Title = Annotated[str, StringConstraints(max_length=512)]
+
+
+class LLMConfig(BaseModel):
+    """LLM settings; extra fields (temperature, ...) are passed through to the client."""
+
+    model_config = ConfigDict(extra="allow")
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class AgentSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    llm: LLMConfig
+    system_prompt: str | None = None
+    tools: list[str] | None = None
+
+    def to_storage(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        if self.llm.api_key is not None:
+            data["llm"]["api_key"] = self.llm.api_key.get_secret_value()
+        return data
+
+
+class ConversationCreate(BaseModel):
+    id: uuid.UUID | None = None
+    title: Title | None = None
+    tags: Tags = Field(default_factory=dict)
+    agent: AgentSpec
+    max_iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
+    initial_message: UserMessageCreate | None = None
+
+
+class ConversationUpdate(BaseModel):
+    """Fields to change; absent fields are left as they are."""
+
+    title: Title | None = None
+    tags: Tags | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_not_null(cls, value: dict[str, str] | None) -> dict[str, str]:
+        return {} if value is None else value
+
+
+class ConversationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str | None
+    tags: dict[str, str]
+    agent: dict[str, Any]
+    execution_status: ExecutionStatus
+    max_iterations: int
+    stats: dict[str, Any]
+    last_seq: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @field_validator("agent")
+    @classmethod
+    def _mask_secrets(cls, agent: dict[str, Any]) -> dict[str, Any]:
+        llm = agent.get("llm")
+        if isinstance(llm, dict) and llm.get("api_key"):
+            agent = {**agent, "llm": {**llm, "api_key": SECRET_MASK}}
+        return agent
+
+
+class ConversationSortOrder(enum.StrEnum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    CREATED_AT_DESC = "CREATED_AT_DESC"
+    UPDATED_AT_DESC = "UPDATED_AT_DESC"
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationRead]
+    next_page_id: str | None = None

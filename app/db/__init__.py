@@ -1,0 +1,1 @@
+"""Database infrastructure: metadata, portable types, engine and sessions."""

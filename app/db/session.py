@@ -1,0 +1,85 @@
+"""Sessions: one AsyncSession per request or per unit of background work.
+
+Readers never take locks. Writers run short transactions; on SQLite, which admits one writer
+at a time, writers of this process also queue on an asyncio lock before BEGIN IMMEDIATE, so
+they wait their turn on the event loop instead of spinning in SQLite's busy handler (the
+busy_timeout still covers writers in other processes).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db.engine import SQLITE_BEGIN_OPTION, create_engine
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._read_factory = async_sessionmaker(engine, expire_on_commit=False)
+        write_engine = (
+            engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            if self.is_sqlite
+            else engine
+        )
+        self._write_factory = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Database":
+        return cls(
+            create_engine(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_timeout=settings.db_pool_timeout_seconds,
+                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            )
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> "Database":
+        return cls(create_engine(url))
+
+    @contextlib.asynccontextmanager
+    async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        lock = self._write_lock if write and self._write_lock is not None else None
+        async with contextlib.AsyncExitStack() as stack:
+            if lock is not None:
+                await stack.enter_async_context(lock)
+            factory = self._write_factory if write else self._read_factory
+            session = await stack.enter_async_context(factory())
+            await stack.enter_async_context(session.begin())
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).session(write=False) as session:
+        yield session
+
+
+async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).session(write=True) as session:
+        yield session
+
+
+# scope="function": the transaction ends (commit or rollback) before the response is sent, so a
+# failed commit can never answer 2xx.
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+WriteSessionDep = Annotated[AsyncSession, Depends(_write_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(get_database)]

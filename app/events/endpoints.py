@@ -1,0 +1,129 @@
+"""Event routes. Search and batch reads answer pre-encoded JSON (see app.http.JSONBytes)."""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from app.db.session import ReadSessionDep, WriteSessionDep
+from app.errors import Unprocessable, error_responses
+from app.events import service
+from app.events.schemas import (
+    EVENT_KINDS,
+    AnyEvent,
+    EventPage,
+    Message,
+    MessageEvent,
+    Source,
+    UserMessageCreate,
+)
+from app.http import JSONBytes
+
+router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
+
+MAX_BATCH = 100
+
+
+class EventSortOrder(StrEnum):
+    TIMESTAMP = "TIMESTAMP"
+    TIMESTAMP_DESC = "TIMESTAMP_DESC"
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def event_filter(
+    kind: Annotated[
+        str | None, Query(description="Class name, or a dotted name ending in it")
+    ] = None,
+    source: Source | None = None,
+    body: Annotated[
+        str | None, Query(max_length=1000, description="Case-insensitive substring")
+    ] = None,
+    timestamp__gte: Annotated[
+        datetime | None, Query(description="Inclusive; naive means UTC")
+    ] = None,
+    timestamp__lt: Annotated[datetime | None, Query(description="Exclusive; naive means UTC")] = None,
+) -> service.EventFilter:
+    short_kind = None
+    if kind is not None:
+        short_kind = kind.rsplit(".", 1)[-1]
+        if short_kind not in EVENT_KINDS:
+            raise Unprocessable(
+                f"unknown event kind {kind!r}",
+                details={"known_kinds": sorted(EVENT_KINDS)},
+            )
+    return service.EventFilter(
+        kind=short_kind,
+        source=source,
+        body=body or None,
+        timestamp_gte=_as_utc(timestamp__gte),
+        timestamp_lt=_as_utc(timestamp__lt),
+    )
+
+
+FilterDep = Annotated[service.EventFilter, Depends(event_filter)]
+
+
+@router.post(
+    "",
+    response_model=MessageEvent,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 404, 422),
+)
+async def send_message(
+    conversation_id: uuid.UUID, body: UserMessageCreate, session: WriteSessionDep
+) -> JSONBytes:
+    """Append a user message; the answer carries its seq."""
+    event = MessageEvent(source="user", llm_message=Message(role="user", content=body.content))
+    (stored,) = await service.append(session, conversation_id, [event])
+    return JSONBytes(stored, status_code=status.HTTP_201_CREATED)
+
+
+@router.get("/search", response_model=EventPage, responses=error_responses(400, 401, 404, 422))
+async def search_events(
+    conversation_id: uuid.UUID,
+    session: ReadSessionDep,
+    event_filter: FilterDep,
+    page_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    sort_order: EventSortOrder = EventSortOrder.TIMESTAMP,
+) -> JSONBytes:
+    """Search a conversation's events in seq order, a keyset-paginated page at a time."""
+    query = service.EventQuery(
+        filter=event_filter,
+        descending=sort_order is EventSortOrder.TIMESTAMP_DESC,
+        limit=limit,
+        page_id=page_id,
+    )
+    items, next_page_id = await service.search(session, conversation_id, query)
+    return JSONBytes({"items": items, "next_page_id": next_page_id})
+
+
+@router.get("/count", response_model=int, responses=error_responses(401, 404, 422))
+async def count_events(
+    conversation_id: uuid.UUID, session: ReadSessionDep, event_filter: FilterDep
+) -> int:
+    """Count a conversation's events matching the same filters as search."""
+    return await service.count(session, conversation_id, event_filter)
+
+
+@router.get("", response_model=list[AnyEvent | None], responses=error_responses(401, 404, 422))
+async def batch_get_events(
+    conversation_id: uuid.UUID,
+    session: ReadSessionDep,
+    event_ids: Annotated[list[str], Query(min_length=1, max_length=MAX_BATCH)],
+) -> JSONBytes:
+    """Get events by id, in the order asked, null for each one missing."""
+    return JSONBytes(await service.get_many(session, conversation_id, event_ids))
+
+
+@router.get("/{event_id}", response_model=AnyEvent, responses=error_responses(401, 404, 422))
+async def get_event(conversation_id: uuid.UUID, event_id: str, session: ReadSessionDep) -> JSONBytes:
+    """Get one event by id."""
+    return JSONBytes(await service.get_one(session, conversation_id, event_id))

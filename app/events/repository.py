@@ -1,0 +1,127 @@
+"""Event queries. Every search is a seek on an index that starts with conversation_id."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Conversation, Event
+
+ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
+_NO_UPPER_BOUND = 2**62
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    kind: str | None = None
+    source: str | None = None
+    body: str | None = None
+    timestamp_gte: datetime | None = None
+    timestamp_lt: datetime | None = None
+
+
+def _first_seq_at_or_after(conversation_id: uuid.UUID, ts: datetime) -> Any:
+    # Timestamps never decrease along seq, so the first event at or after `ts` in
+    # (timestamp, seq) order has the smallest such seq: one seek on the timestamp index.
+    return (
+        select(Event.seq)
+        .where(Event.conversation_id == conversation_id, Event.timestamp >= ts)
+        .order_by(Event.timestamp, Event.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def filter_conditions(conversation_id: uuid.UUID, f: EventFilter) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [Event.conversation_id == conversation_id]
+    if f.kind is not None:
+        conds.append(Event.kind == f.kind)
+    if f.source is not None:
+        conds.append(Event.source == f.source)
+    if f.body:
+        conds.append(Event.search_text.contains(f.body.casefold(), autoescape=True))
+    if f.timestamp_gte is not None:
+        conds.append(Event.seq >= _first_seq_at_or_after(conversation_id, f.timestamp_gte))
+    if f.timestamp_lt is not None:
+        upper = func.coalesce(
+            _first_seq_at_or_after(conversation_id, f.timestamp_lt), literal(_NO_UPPER_BOUND)
+        )
+        conds.append(Event.seq < upper)
+    return conds
+
+
+async def search(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    f: EventFilter,
+    *,
+    after_seq: int | None,
+    descending: bool,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    conds = filter_conditions(conversation_id, f)
+    if after_seq is not None:
+        conds.append(Event.seq < after_seq if descending else Event.seq > after_seq)
+    stmt = (
+        select(*ROW_COLUMNS)
+        .where(and_(*conds))
+        .order_by(Event.seq.desc() if descending else Event.seq)
+        .limit(limit)
+    )
+    return (await session.execute(stmt)).all()
+
+
+async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter) -> int:
+    stmt = select(func.count()).select_from(Event).where(*filter_conditions(conversation_id, f))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def get_by_ids(
+    session: AsyncSession, conversation_id: uuid.UUID, event_ids: Sequence[str]
+) -> Sequence[Row[Any]]:
+    stmt = select(*ROW_COLUMNS).where(
+        Event.conversation_id == conversation_id, Event.id.in_(list(event_ids))
+    )
+    return (await session.execute(stmt)).all()
+
+
+async def conversation_exists(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
+    stmt = select(literal(1)).where(Conversation.id == conversation_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def reserve_seqs(
+    session: AsyncSession, conversation_id: uuid.UUID, n: int, now: datetime
+) -> int | None:
+    """Take n seqs under the conversation's row lock; returns the new last_seq (None: unknown).
+
+    The UPDATE holds the row lock until commit, so concurrent appends to one conversation are
+    serialized and gapless on both databases.
+    """
+    stmt = (
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(
+            last_seq=Conversation.last_seq + n,
+            version=Conversation.version + 1,
+            updated_at=now,
+        )
+        .returning(Conversation.last_seq)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def timestamp_at(
+    session: AsyncSession, conversation_id: uuid.UUID, seq: int
+) -> datetime | None:
+    stmt = select(Event.timestamp).where(Event.conversation_id == conversation_id, Event.seq == seq)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(Event), rows)

@@ -1,0 +1,139 @@
+"""Event rules: appending under the conversation row lock, search, count and lookups."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clock import utcnow
+from app.errors import BadRequest, NotFound
+from app.events import repository
+from app.events.repository import EventFilter
+from app.events.schemas import EventBase
+from app.pagination import decode_cursor, encode_cursor
+
+__all__ = ["EventFilter", "EventQuery", "append", "count", "get_many", "get_one", "search"]
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    filter: EventFilter
+    descending: bool = False
+    limit: int = 100
+    page_id: str | None = None
+
+
+def row_to_json(row: Row[Any] | tuple[Any, ...]) -> dict[str, Any]:
+    """Envelope columns first, then the stored kind-specific fields as they are."""
+    kind, event_id, seq, timestamp, source, payload = row
+    return {
+        "kind": kind,
+        "id": event_id,
+        "seq": seq,
+        "timestamp": timestamp,
+        "source": source,
+        **payload,
+    }
+
+
+async def append(
+    session: AsyncSession, conversation_id: uuid.UUID, events: Sequence[EventBase]
+) -> list[dict[str, Any]]:
+    """Append events in one short write; returns them as the API shows them.
+
+    Seqs are reserved by a single UPDATE ... RETURNING under the conversation row lock; the
+    timestamp is taken under that lock and never earlier than the previous event's, so time
+    order and seq order agree even if the clock steps back.
+    """
+    if not events:
+        return []
+    now = utcnow()
+    last_seq = await repository.reserve_seqs(session, conversation_id, len(events), now)
+    if last_seq is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    first_seq = last_seq - len(events) + 1
+    if first_seq > 1:
+        previous = await repository.timestamp_at(session, conversation_id, first_seq - 1)
+        if previous is not None and previous > now:
+            now = previous
+    rows = [
+        {
+            "conversation_id": conversation_id,
+            "seq": first_seq + offset,
+            "id": event.id,
+            "timestamp": now,
+            "kind": event.kind,
+            "source": event.source,
+            "search_text": event.search_text(),
+            "payload": event.payload(),
+        }
+        for offset, event in enumerate(events)
+    ]
+    await repository.insert_rows(session, rows)
+    return [
+        row_to_json(
+            (row["kind"], row["id"], row["seq"], row["timestamp"], row["source"], row["payload"])
+        )
+        for row in rows
+    ]
+
+
+async def _require_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
+    if not await repository.conversation_exists(session, conversation_id):
+        raise NotFound(f"conversation {conversation_id} not found")
+
+
+async def search(
+    session: AsyncSession, conversation_id: uuid.UUID, query: EventQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    order = "desc" if query.descending else "asc"
+    scope = f"events:{conversation_id}"
+    after_seq: int | None = None
+    if query.page_id:
+        cursor = decode_cursor(query.page_id, scope=scope, order=order)
+        after_seq = cursor.get("seq")
+        if not isinstance(after_seq, int):
+            raise BadRequest("page_id is not a valid cursor")
+    rows = await repository.search(
+        session,
+        conversation_id,
+        query.filter,
+        after_seq=after_seq,
+        descending=query.descending,
+        limit=query.limit + 1,
+    )
+    if not rows:
+        await _require_conversation(session, conversation_id)
+    items = [row_to_json(row) for row in rows[: query.limit]]
+    next_page_id = None
+    if len(rows) > query.limit:
+        next_page_id = encode_cursor({"scope": scope, "order": order, "seq": items[-1]["seq"]})
+    return items, next_page_id
+
+
+async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter) -> int:
+    total = await repository.count(session, conversation_id, f)
+    if total == 0:
+        await _require_conversation(session, conversation_id)
+    return total
+
+
+async def get_one(session: AsyncSession, conversation_id: uuid.UUID, event_id: str) -> dict[str, Any]:
+    rows = await repository.get_by_ids(session, conversation_id, [event_id])
+    if not rows:
+        await _require_conversation(session, conversation_id)
+        raise NotFound(f"event {event_id} not found in conversation {conversation_id}")
+    return row_to_json(rows[0])
+
+
+async def get_many(
+    session: AsyncSession, conversation_id: uuid.UUID, event_ids: Sequence[str]
+) -> list[dict[str, Any] | None]:
+    await _require_conversation(session, conversation_id)
+    found = {row[1]: row_to_json(row) for row in await repository.get_by_ids(
+        session, conversation_id, event_ids
+    )}
+    return [found.get(event_id) for event_id in event_ids]

@@ -1,0 +1,36 @@
+"""HTTP helpers shared by the endpoint modules: pre-encoded JSON and If-Match parsing."""
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import Response
+
+from app.errors import BadRequest
+
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+class JSONBytes(Response):
+    """A JSON response whose body is encoded once, by orjson, without FastAPI's encoder."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=_ORJSON_OPTIONS)
+
+
+_ETAG_ITEM = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
+
+
+def parse_if_match(header: str | None) -> list[int] | None:
+    """Versions an If-Match header accepts; None when absent or `*` (any version)."""
+    if header is None or header.strip() == "*":
+        return None
+    versions: list[int] = []
+    for item in header.split(","):
+        match = _ETAG_ITEM.fullmatch(item)
+        if match is None:
+            raise BadRequest(f"malformed If-Match header: {header!r}; expected an ETag like \"3\"")
+        versions.append(int(match.group(1)))
+    return versions

@@ -1,0 +1,103 @@
+"""create_app(): lifespan, routers, exception handlers."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.config import Settings, get_settings
+from app.conversations.endpoints import router as conversations_router
+from app.db.migrations import head_revision
+from app.db.session import Database
+from app.errors import AppError, ErrorResponse
+from app.events.endpoints import router as events_router
+from app.security import require_api_key
+from app.system.endpoints import router as system_router
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
+    body = ErrorResponse(status=status, code=code, message=message, details=details)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        response = _error(exc.status_code, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        return _error(422, "validation_error", "request validation failed", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "internal server error")
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Reading the migration scripts is file IO: keep it off the event loop.
+        app.state.head_revision = await asyncio.to_thread(head_revision)
+        owns_db = database is None
+        if owns_db:
+            app.state.db = Database.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owns_db:
+                await app.state.db.dispose()
+
+    app = FastAPI(
+        title="agent-server",
+        version="0.1.0",
+        summary="A SQL-backed agent server: conversations and events as rows.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if database is not None:
+        app.state.db = database
+
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+    api.include_router(conversations_router)
+    api.include_router(events_router)
+    app.include_router(api)
+    app.include_router(system_router)
+    _install_error_handlers(app)
+    return app

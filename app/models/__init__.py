@@ -1,0 +1,6 @@
+"""ORM models: one module per aggregate. Importing this package registers every table."""
+
+from app.models.conversation import Conversation, ExecutionStatus
+from app.models.event import Event
+
+__all__ = ["Conversation", "Event", "ExecutionStatus"]

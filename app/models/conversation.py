@@ -1,0 +1,45 @@
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.clock import utcnow
+from app.db.base import Base
+from app.db.types import JSONType, UTCDateTime
+
+
+class ExecutionStatus(enum.StrEnum):
+    IDLE = "idle"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    title: Mapped[str | None] = mapped_column(String(512))
+    tags: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    agent: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    execution_status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.IDLE.value)
+    max_iterations: Mapped[int] = mapped_column(Integer)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Highest event seq so far: appends reserve seqs by bumping it under the row lock.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # Keyset pagination for every sort order, with and without a status filter.
+        Index("ix_conversations_created_at_id", "created_at", "id"),
+        Index("ix_conversations_updated_at_id", "updated_at", "id"),
+        Index("ix_conversations_status_created_at_id", "execution_status", "created_at", "id"),
+        Index("ix_conversations_status_updated_at_id", "execution_status", "updated_at", "id"),
+    )
