@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.head_revision = await asyncio.to_thread(head_revision)
         owns_db = database is None
         if owns_db:
-            app.state.db = Database.from_settings(settings)
+            # Engine creation resolves file paths for SQLite: also off the loop.
+            app.state.db = await asyncio.to_thread(Database.from_settings, settings)
         try:
             yield
         finally:

@@ -1,0 +1,118 @@
+"""Test harness.
+
+The suite runs against one database per run, chosen by TEST_DATABASE_URL: unset means a fresh
+SQLite file; a Postgres URL names the server and an existing database to connect to, and the
+suite creates its own database next to it and drops it at the end. The schema is built once
+by `alembic upgrade head`. Tests commit for real (the concurrency tests need several
+connections), so each test ends by deleting every row.
+
+Every test runs under blockbuster: a blocking call on the event loop thread fails the test.
+"""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db import migrations
+from app.db.session import Database
+from app.main import create_app
+from tests.dbutil import create_database, drop_database, run_in_thread
+
+BASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite+aiosqlite:///")
+
+
+def pytest_report_header() -> str:
+    return f"database under test: {BASE_URL.split('@')[-1] if '@' in BASE_URL else BASE_URL}"
+
+
+@pytest.fixture(scope="session")
+def tmp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("db")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_dir: Path) -> Iterator[str]:
+    url = create_database(BASE_URL, tmp_dir, "test")
+    run_in_thread(lambda: migrations.upgrade(url, "head"))
+    yield url
+    drop_database(BASE_URL, url)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    yield database
+    await database.dispose()
+
+
+def make_app(db: Database, **settings: object) -> FastAPI:
+    # _env_file=None: tests never read a developer's .env (and never touch files on the loop).
+    config = Settings(_env_file=None, database_url=db.engine.url.render_as_string(hide_password=False), **settings)  # type: ignore[call-arg]
+    return create_app(config, database=db)
+
+
+@pytest.fixture(scope="session")
+async def app(db: Database) -> AsyncIterator[FastAPI]:
+    application = make_app(db)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    yield
+    if "db" not in request.fixturenames:
+        return
+    database: Database = request.getfixturevalue("db")
+    async with database.session(write=True) as session:
+        await session.execute(text("DELETE FROM events"))
+        await session.execute(text("DELETE FROM conversations"))
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test that makes a blocking call on the event loop thread."""
+    with blockbuster_ctx() as bb:
+        # asyncpg resolves ~/.pgpass, ~/.pg_service.conf and ~/.postgresql/* with small
+        # synchronous file calls when it opens a connection: once per new pooled connection,
+        # never per request. That one function is allowed by name; nothing else is.
+        for function in bb.functions.values():
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
+        yield bb
+
+
+AGENT = {"llm": {"model": "test-model"}}
+
+
+async def create_conversation(client: httpx.AsyncClient, **fields: object) -> dict[str, object]:
+    body: dict[str, object] = {"agent": AGENT, **fields}
+    response = await client.post("/api/conversations", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, object] = response.json()
+    return data
+
+
+async def send_message(
+    client: httpx.AsyncClient, conversation_id: object, text: str
+) -> dict[str, object]:
+    response = await client.post(
+        f"/api/conversations/{conversation_id}/events",
+        json={"role": "user", "content": [{"type": "text", "text": text}]},
+    )
+    assert response.status_code == 201, response.text
+    data: dict[str, object] = response.json()
+    return data
