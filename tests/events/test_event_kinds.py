@@ -1,0 +1,68 @@
+"""Every kind the agent runtime will emit goes through the one typed model and the store."""
+
+import uuid
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from app.db.session import Database
+from app.events import service
+from app.events.schemas import AnyEvent, EventBase
+from tests.conftest import create_conversation
+
+SAMPLES: list[dict[str, Any]] = [
+    {"kind": "SystemPromptEvent", "system_prompt": {"type": "text", "text": "You are helpful"},
+     "tools": [{"name": "finish"}]},
+    {"kind": "MessageEvent", "source": "agent",
+     "llm_message": {"role": "assistant", "content": [{"type": "text", "text": "Hello there"}]}},
+    {"kind": "ActionEvent", "tool_name": "terminal", "tool_call_id": "call_1",
+     "arguments": {"command": "ls -la"}, "thought": [{"type": "text", "text": "list files"}]},
+    {"kind": "ObservationEvent", "tool_name": "terminal", "tool_call_id": "call_1",
+     "action_id": "a1", "content": [{"type": "text", "text": "README.md"}]},
+    {"kind": "AgentErrorEvent", "error": "tool exploded", "tool_name": "terminal",
+     "tool_call_id": "call_2"},
+    {"kind": "ConversationStateUpdateEvent", "key": "execution_status", "value": "running"},
+    {"kind": "ConversationErrorEvent", "code": "LLMError", "detail": "rate limited"},
+    {"kind": "PauseEvent"},
+    {"kind": "InterruptEvent", "reason": "user pressed stop"},
+]
+
+
+async def test_every_kind_round_trips_through_the_store(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    conversation = await create_conversation(client)
+    cid = uuid.UUID(str(conversation["id"]))
+    adapter: TypeAdapter[EventBase] = TypeAdapter(AnyEvent)
+    events = [adapter.validate_python(sample) for sample in SAMPLES]
+    async with db.session(write=True) as session:
+        stored = await service.append(session, cid, events)
+    assert [e["seq"] for e in stored] == list(range(1, len(SAMPLES) + 1))
+
+    page = (await client.get(f"/api/conversations/{cid}/events/search")).json()
+    assert len(page["items"]) == len(SAMPLES)
+    for sample, item in zip(SAMPLES, page["items"], strict=True):
+        for key, value in sample.items():
+            assert item[key] == value, (sample["kind"], key)
+        # What the API returns validates back into the same typed model.
+        assert adapter.validate_python(item).kind == sample["kind"]
+
+    sources = {item["kind"]: item["source"] for item in page["items"]}
+    assert sources["ActionEvent"] == "agent"
+    assert sources["ObservationEvent"] == "environment"
+    assert sources["PauseEvent"] == "user"
+
+    async def count(**params: str) -> int:
+        response = await client.get(f"/api/conversations/{cid}/events/count", params=params)
+        assert response.status_code == 200
+        result: int = response.json()
+        return result
+
+    assert await count(body="ls -la") == 1
+    assert await count(body="readme") == 1
+    assert await count(body="exploded") == 1
+    assert await count(body="rate LIMITED") == 1
+    assert await count(body="you are helpful") == 1
+    for sample in SAMPLES:
+        assert await count(kind=sample["kind"]) == 1

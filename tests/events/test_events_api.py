@@ -1,0 +1,214 @@
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.conftest import create_conversation, send_message
+
+
+@pytest.fixture
+async def conversation(client: httpx.AsyncClient) -> dict[str, object]:
+    return await create_conversation(client)
+
+
+async def test_append_returns_the_event_with_its_seq(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    first = await send_message(client, conversation["id"], "one")
+    second = await send_message(client, conversation["id"], "two")
+    assert (first["seq"], second["seq"]) == (1, 2)
+    assert first["kind"] == "MessageEvent" and first["source"] == "user"
+    assert list(first)[:5] == ["kind", "id", "seq", "timestamp", "source"]
+    stamp = datetime.fromisoformat(str(first["timestamp"]).replace("Z", "+00:00"))
+    assert stamp.utcoffset() == timedelta(0)
+    fetched = await client.get(f"/api/conversations/{conversation['id']}/events/{first['id']}")
+    assert fetched.status_code == 200 and fetched.json() == first
+    after = (await client.get(f"/api/conversations/{conversation['id']}")).json()
+    assert after["last_seq"] == 2 and after["version"] == 3
+
+
+async def test_append_accepts_run_flag_and_rejects_bad_bodies(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    url = f"/api/conversations/{conversation['id']}/events"
+    ok = await client.post(url, json={"content": [{"type": "text", "text": "x"}], "run": False})
+    assert ok.status_code == 201
+    for body in (
+        {"role": "assistant", "content": [{"type": "text", "text": "x"}]},
+        {"role": "user", "content": []},
+        {"role": "user", "content": [{"type": "video", "url": "x"}]},
+        {"role": "user"},
+    ):
+        response = await client.post(url, json=body)
+        assert response.status_code == 422, body
+    missing = await client.post(
+        f"/api/conversations/{uuid.uuid4()}/events",
+        json={"content": [{"type": "text", "text": "x"}]},
+    )
+    assert missing.status_code == 404
+
+
+async def _all_seqs(client: httpx.AsyncClient, cid: object, **params: object) -> list[int]:
+    seqs: list[int] = []
+    page_id = None
+    while True:
+        query = dict(params)
+        if page_id:
+            query["page_id"] = page_id
+        response = await client.get(f"/api/conversations/{cid}/events/search", params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seqs.extend(item["seq"] for item in body["items"])
+        page_id = body["next_page_id"]
+        if page_id is None:
+            return seqs
+
+
+async def test_search_pages_in_seq_order_both_ways(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    for i in range(7):
+        await send_message(client, conversation["id"], f"m{i}")
+    cid = conversation["id"]
+    assert await _all_seqs(client, cid, limit=3) == [1, 2, 3, 4, 5, 6, 7]
+    assert await _all_seqs(client, cid, limit=2, sort_order="TIMESTAMP_DESC") == [
+        7, 6, 5, 4, 3, 2, 1
+    ]
+    exact = (await client.get(f"/api/conversations/{cid}/events/search?limit=7")).json()
+    assert len(exact["items"]) == 7 and exact["next_page_id"] is None
+    default = (await client.get(f"/api/conversations/{cid}/events/search")).json()
+    assert len(default["items"]) == 7
+
+
+async def test_pages_are_stable_while_events_are_appended(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    cid = conversation["id"]
+    for i in range(4):
+        await send_message(client, cid, f"m{i}")
+    url = f"/api/conversations/{cid}/events/search"
+    asc = (await client.get(url, params={"limit": 2})).json()
+    desc = (await client.get(url, params={"limit": 2, "sort_order": "TIMESTAMP_DESC"})).json()
+    for i in range(3):
+        await send_message(client, cid, f"late{i}")
+    asc2 = (await client.get(url, params={"limit": 100, "page_id": asc["next_page_id"]})).json()
+    assert [e["seq"] for e in asc2["items"]] == [3, 4, 5, 6, 7]
+    desc2 = (
+        await client.get(
+            url,
+            params={"limit": 100, "page_id": desc["next_page_id"], "sort_order": "TIMESTAMP_DESC"},
+        )
+    ).json()
+    assert [e["seq"] for e in desc2["items"]] == [2, 1]
+
+
+async def test_body_filter_is_a_case_insensitive_substring(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    cid = conversation["id"]
+    await send_message(client, cid, "The Quick brown fox")
+    await send_message(client, cid, "nothing here")
+    await send_message(client, cid, "100% sure_thing")
+    await send_message(client, cid, "Ünïcode ÄPFEL")
+    url = f"/api/conversations/{cid}/events"
+
+    async def seqs(body: str) -> list[int]:
+        page = (await client.get(f"{url}/search", params={"body": body})).json()
+        count = (await client.get(f"{url}/count", params={"body": body})).json()
+        assert count == len(page["items"])
+        return [e["seq"] for e in page["items"]]
+
+    assert await seqs("quick BROWN") == [1]
+    assert await seqs("% sure") == [3]
+    assert await seqs("_") == [3]
+    assert await seqs("%") == [3]
+    assert await seqs("äpfel") == [4]
+    assert await seqs("zzz") == []
+    assert await seqs("e") == [1, 2, 3, 4]
+
+
+async def test_kind_and_source_filters(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    cid = conversation["id"]
+    await send_message(client, cid, "a")
+    url = f"/api/conversations/{cid}/events"
+    for kind in ("MessageEvent", "openhands.sdk.event.llm_convertible.message.MessageEvent"):
+        page = (await client.get(f"{url}/search", params={"kind": kind})).json()
+        assert [e["seq"] for e in page["items"]] == [1]
+        assert (await client.get(f"{url}/count", params={"kind": kind})).json() == 1
+    none = (await client.get(f"{url}/search", params={"kind": "ActionEvent"})).json()
+    assert none == {"items": [], "next_page_id": None}
+    assert (await client.get(f"{url}/count", params={"source": "user"})).json() == 1
+    assert (await client.get(f"{url}/count", params={"source": "agent"})).json() == 0
+    assert (await client.get(f"{url}/search", params={"kind": "NoSuchEvent"})).status_code == 422
+    assert (await client.get(f"{url}/count", params={"kind": "x.NoSuch"})).status_code == 422
+    assert (await client.get(f"{url}/search", params={"source": "robot"})).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"sort_order": "SEQ"},
+        {"timestamp__gte": "yesterday"},
+        {"timestamp__lt": "2026-13-45T00:00:00"},
+    ],
+)
+async def test_bad_search_parameters_are_422(
+    client: httpx.AsyncClient, conversation: dict[str, object], params: dict[str, object]
+) -> None:
+    url = f"/api/conversations/{conversation['id']}/events/search"
+    response = await client.get(url, params=params)
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+
+
+async def test_cursor_from_another_conversation_or_order_is_400(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    other = await create_conversation(client)
+    for cid in (conversation["id"], other["id"]):
+        await send_message(client, cid, "a")
+        await send_message(client, cid, "b")
+    url = f"/api/conversations/{conversation['id']}/events/search"
+    page = (await client.get(url, params={"limit": 1})).json()
+    other_url = f"/api/conversations/{other['id']}/events/search"
+    foreign = await client.get(other_url, params={"page_id": page["next_page_id"]})
+    assert foreign.status_code == 400
+    flipped = await client.get(
+        url, params={"page_id": page["next_page_id"], "sort_order": "TIMESTAMP_DESC"}
+    )
+    assert flipped.status_code == 400
+    for junk in ("%%%", "abc", "eyJzY29wZSI6MX0"):
+        response = await client.get(url, params={"page_id": junk})
+        assert response.status_code == 400, junk
+        assert response.json()["code"] == "bad_request"
+
+
+async def test_unknown_conversation_is_404_everywhere(client: httpx.AsyncClient) -> None:
+    base = f"/api/conversations/{uuid.uuid4()}/events"
+    for path in (f"{base}/search", f"{base}/count", f"{base}/some-id", f"{base}?event_ids=a"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "not_found"
+
+
+async def test_get_event_and_batch_get(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    cid = conversation["id"]
+    a = await send_message(client, cid, "a")
+    b = await send_message(client, cid, "b")
+    url = f"/api/conversations/{cid}/events"
+    assert (await client.get(f"{url}/nope")).status_code == 404
+    response = await client.get(
+        url, params=[("event_ids", b["id"]), ("event_ids", "nope"), ("event_ids", a["id"])]
+    )
+    assert response.status_code == 200
+    assert response.json() == [b, None, a]
+    too_many = [("event_ids", f"e{i}") for i in range(101)]
+    assert (await client.get(url, params=too_many)).status_code == 422
+    assert (await client.get(url)).status_code == 422
