@@ -1,13 +1,14 @@
 """Concurrent writers on one conversation: gapless seqs, no lost updates, no lock errors.
 
-Each test was run once against a deliberately broken variant and failed there:
-- appends with seq reserved by read-then-write (SELECT last_seq, then UPDATE last_seq = read+n)
-  failed on Postgres with duplicate-key errors; on SQLite, the same code without the write
-  lock and with a deferred BEGIN failed with "database is locked".
-- If-Match checked by a SELECT before an unconditional UPDATE gave several 200s on Postgres
-  (and on SQLite without the write lock, "database is locked").
-- PATCH as read-modify-write of the whole row (title and tags written back from a read)
-  lost one of two concurrent changes on Postgres.
+Each test was run once against deliberately broken variants and failed there:
+- Postgres: seqs reserved by read-then-write (SELECT last_seq, then UPDATE last_seq = read+n)
+  failed with duplicate-key errors on pk_events; If-Match checked by a SELECT before an
+  unconditional UPDATE let several PATCHes answer 200; PATCH as read-modify-write of the
+  whole row lost one of two concurrent changes.
+- SQLite: the same read-then-write code with deferred transactions and without the
+  process write lock failed with "database is locked". With BEGIN IMMEDIATE and the write
+  lock (app/db/session.py), SQLite serializes whole write transactions, so on SQLite these
+  tests guard that machinery.
 """
 
 import asyncio
