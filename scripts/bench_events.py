@@ -17,6 +17,9 @@ its own conversation in the same database. Without --keep the seeded conversatio
 deleted at the end (their events go with them through ON DELETE CASCADE); with --keep they
 stay and their ids are printed.
 
+After seeding, the script refreshes planner statistics (VACUUM (ANALYZE) on Postgres, ANALYZE
+on SQLite), as autovacuum would on a production server; --no-analyze skips that.
+
 Events are appended in batches, each its own write transaction sharing one timestamp; a batch
 is min(1000, N // 100) events, so the 40%..60% timestamp window selects a real slice.
 """
@@ -181,6 +184,23 @@ async def seed(url: str, size: int) -> Seeded:
         await db.dispose()
     ids = list(marks.values())
     return Seeded(size, conversation_id, seconds, store_seconds, rare, ids[0], ids[-1])
+
+
+async def analyze(url: str) -> str:
+    """Refresh planner statistics after the bulk load, as autovacuum would in production."""
+    db = Database.from_url(url)
+    try:
+        if db.is_sqlite:
+            async with db.engine.begin() as conn:
+                await conn.exec_driver_sql("ANALYZE")
+            return "ANALYZE"
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit.connect() as conn:
+            await conn.exec_driver_sql("VACUUM (ANALYZE) events")
+            await conn.exec_driver_sql("VACUUM (ANALYZE) conversations")
+        return "VACUUM (ANALYZE)"
+    finally:
+        await db.dispose()
 
 
 async def delete_conversations(url: str, conversation_ids: list[uuid.UUID]) -> None:
@@ -351,6 +371,11 @@ def main() -> None:
     parser.add_argument("--events", required=True, type=parse_sizes, help="e.g. 1000,100000")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per query")
     parser.add_argument("--keep", action="store_true", help="leave the seeded conversations")
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="skip VACUUM (ANALYZE) / ANALYZE after seeding (measures a never-vacuumed table)",
+    )
     args = parser.parse_args()
     url: str = args.database_url
     sizes: list[int] = args.events
@@ -372,6 +397,8 @@ def main() -> None:
                 f"contain {RARE_WORD!r}",
                 flush=True,
             )
+        if not args.no_analyze:
+            print(f"ran {asyncio.run(analyze(url))} after seeding", flush=True)
         port = free_port()
         server = start_server(url, port)
         rows: list[Row] = []

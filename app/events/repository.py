@@ -36,6 +36,12 @@ def _first_seq_at_or_after(conversation_id: uuid.UUID, ts: datetime) -> Any:
     )
 
 
+def _contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, case-folded, with % _ and \\ taken literally."""
+    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def filter_conditions(conversation_id: uuid.UUID, f: EventFilter) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Event.conversation_id == conversation_id]
     if f.kind is not None:
@@ -43,7 +49,7 @@ def filter_conditions(conversation_id: uuid.UUID, f: EventFilter) -> list[Column
     if f.source is not None:
         conds.append(Event.source == f.source)
     if f.body:
-        conds.append(Event.search_text.contains(f.body.casefold(), autoescape=True))
+        conds.append(Event.search_text.like(_contains_pattern(f.body), escape="\\"))
     if f.timestamp_gte is not None:
         conds.append(Event.seq >= _first_seq_at_or_after(conversation_id, f.timestamp_gte))
     if f.timestamp_lt is not None:
@@ -90,8 +96,13 @@ async def get_by_ids(
 
 
 async def conversation_exists(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
-    stmt = select(literal(1)).where(Conversation.id == conversation_id)
-    return (await session.execute(stmt)).first() is not None
+    return await last_seq(session, conversation_id) is not None
+
+
+async def last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int | None:
+    """The conversation's last_seq, or None when there is no such conversation."""
+    stmt = select(Conversation.last_seq).where(Conversation.id == conversation_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def reserve_seqs(

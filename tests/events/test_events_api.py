@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
+from app.db.session import Database
 from tests.conftest import create_conversation, send_message
 
 
@@ -212,3 +213,38 @@ async def test_get_event_and_batch_get(
     too_many = [("event_ids", f"e{i}") for i in range(101)]
     assert (await client.get(url, params=too_many)).status_code == 422
     assert (await client.get(url)).status_code == 422
+
+
+async def test_unfiltered_count_equals_count_star(
+    client: httpx.AsyncClient, conversation: dict[str, object], db: Database
+) -> None:
+    """The unfiltered count is served from last_seq; it must equal count(*) of the rows."""
+    from sqlalchemy import func, select
+
+    from app.models import Event
+
+    cid = conversation["id"]
+    assert (await client.get(f"/api/conversations/{cid}/events/count")).json() == 0
+    for i in range(5):
+        await send_message(client, cid, f"m{i}")
+    async with db.session(write=False) as session:
+        rows = (
+            await session.execute(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.conversation_id == uuid.UUID(str(cid)))
+            )
+        ).scalar_one()
+    assert rows == 5
+    assert (await client.get(f"/api/conversations/{cid}/events/count")).json() == 5
+
+
+async def test_body_filter_takes_backslashes_literally(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    cid = conversation["id"]
+    await send_message(client, cid, r"C:\temp\new")
+    await send_message(client, cid, "C:tempnew")
+    url = f"/api/conversations/{cid}/events/count"
+    assert (await client.get(url, params={"body": r"c:\temp"})).json() == 1
+    assert (await client.get(url, params={"body": "\\"})).json() == 1
