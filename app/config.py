@@ -10,9 +10,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./agent_server.db"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="AGENT_SERVER_", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="AGENT_SERVER_", env_file=".env", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
     # Comma-separated; empty means no authentication.

@@ -71,6 +71,9 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the given error statuses."""
-    return {status: {"model": ErrorResponse} for status in statuses}
+def error_responses(
+    *statuses: int, extra: dict[int | str, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the given error statuses, plus any `extra` ones."""
+    responses: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in statuses}
+    return {**(extra or {}), **responses}

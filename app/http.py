@@ -31,6 +31,6 @@ def parse_if_match(header: str | None) -> list[int] | None:
     for item in header.split(","):
         match = _ETAG_ITEM.fullmatch(item)
         if match is None:
-            raise BadRequest(f"malformed If-Match header: {header!r}; expected an ETag like \"3\"")
+            raise BadRequest(f'malformed If-Match header: {header!r}; expected an ETag like "3"')
         versions.append(int(match.group(1)))
     return versions

@@ -47,14 +47,16 @@ def database_url(tmp_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database.from_settings(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    database = Database.from_settings(settings)
     yield database
     await database.dispose()
 
 
 def make_app(db: Database, **settings: object) -> FastAPI:
     # _env_file=None: tests never read a developer's .env (and never touch files on the loop).
-    config = Settings(_env_file=None, database_url=db.engine.url.render_as_string(hide_password=False), **settings)  # type: ignore[call-arg]
+    url = db.engine.url.render_as_string(hide_password=False)
+    config = Settings(_env_file=None, database_url=url, **settings)  # type: ignore[call-arg]
     return create_app(config, database=db)
 
 

@@ -27,8 +27,9 @@ MAX_BATCH = 100
     "",
     response_model=ConversationRead,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ConversationRead, "description": "The id already existed"}}
-    | error_responses(401, 422),
+    responses=error_responses(
+        401, 422, extra={200: {"model": ConversationRead, "description": "The id existed"}}
+    ),
 )
 async def create_conversation(
     body: ConversationCreate, session: WriteSessionDep, response: Response

@@ -67,9 +67,7 @@ async def get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation
     return conversation
 
 
-async def get_batch(
-    session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> list[Conversation | None]:
+async def get_batch(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Conversation | None]:
     found = {c.id: c for c in await repository.get_many(session, ids)}
     return [found.get(conversation_id) for conversation_id in ids]
 

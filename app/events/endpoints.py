@@ -48,7 +48,9 @@ def event_filter(
     timestamp__gte: Annotated[
         datetime | None, Query(description="Inclusive; naive means UTC")
     ] = None,
-    timestamp__lt: Annotated[datetime | None, Query(description="Exclusive; naive means UTC")] = None,
+    timestamp__lt: Annotated[
+        datetime | None, Query(description="Exclusive; naive means UTC")
+    ] = None,
 ) -> service.EventFilter:
     short_kind = None
     if kind is not None:
@@ -124,6 +126,8 @@ async def batch_get_events(
 
 
 @router.get("/{event_id}", response_model=AnyEvent, responses=error_responses(401, 404, 422))
-async def get_event(conversation_id: uuid.UUID, event_id: str, session: ReadSessionDep) -> JSONBytes:
+async def get_event(
+    conversation_id: uuid.UUID, event_id: str, session: ReadSessionDep
+) -> JSONBytes:
     """Get one event by id."""
     return JSONBytes(await service.get_one(session, conversation_id, event_id))

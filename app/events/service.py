@@ -28,7 +28,7 @@ class EventQuery:
 
 def row_to_json(row: Row[Any] | tuple[Any, ...]) -> dict[str, Any]:
     """Envelope columns first, then the stored kind-specific fields as they are."""
-    kind, event_id, seq, timestamp, source, payload = row
+    kind, event_id, seq, timestamp, source, payload = tuple(row)
     return {
         "kind": kind,
         "id": event_id,
@@ -129,7 +129,9 @@ async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilte
     return total
 
 
-async def get_one(session: AsyncSession, conversation_id: uuid.UUID, event_id: str) -> dict[str, Any]:
+async def get_one(
+    session: AsyncSession, conversation_id: uuid.UUID, event_id: str
+) -> dict[str, Any]:
     rows = await repository.get_by_ids(session, conversation_id, [event_id])
     if not rows:
         await _require_conversation(session, conversation_id)
@@ -141,7 +143,6 @@ async def get_many(
     session: AsyncSession, conversation_id: uuid.UUID, event_ids: Sequence[str]
 ) -> list[dict[str, Any] | None]:
     await _require_conversation(session, conversation_id)
-    found = {row[1]: row_to_json(row) for row in await repository.get_by_ids(
-        session, conversation_id, event_ids
-    )}
+    rows = await repository.get_by_ids(session, conversation_id, event_ids)
+    found = {event["id"]: event for event in map(row_to_json, rows)}
     return [found.get(event_id) for event_id in event_ids]

@@ -43,13 +43,25 @@ async def test_every_sort_order_pages_without_gaps_or_repeats(
     patched = await client.patch(f"/api/conversations/{five[1]['id']}", json={"tags": {"a": "b"}})
     assert patched.status_code == 200
     assert await _page_all(client, limit=2, sort_order="CREATED_AT") == [
-        "c0", "c1", "c2", "c3", "c4"
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+        "c4",
     ]
     assert await _page_all(client, limit=3, sort_order="UPDATED_AT") == [
-        "c0", "c2", "c3", "c4", "c1"
+        "c0",
+        "c2",
+        "c3",
+        "c4",
+        "c1",
     ]
     assert await _page_all(client, limit=1, sort_order="UPDATED_AT_DESC") == [
-        "c1", "c4", "c3", "c2", "c0"
+        "c1",
+        "c4",
+        "c3",
+        "c2",
+        "c0",
     ]
 
 
@@ -84,7 +96,7 @@ async def test_status_filter_and_count(
     async with db.session(write=True) as session:
         await session.execute(
             update(Conversation)
-            .where(Conversation.id.in_([uuid.UUID(str(five[0]["id"])), uuid.UUID(str(five[3]["id"]))]))
+            .where(Conversation.id.in_([uuid.UUID(str(five[i]["id"])) for i in (0, 3)]))
             .values(execution_status="finished")
         )
     assert await _page_all(client, status="finished", limit=1) == ["c3", "c0"]
@@ -127,7 +139,5 @@ async def test_malformed_or_foreign_cursor_is_400(
         params={"page_id": page["next_page_id"], "sort_order": "UPDATED_AT"},
     )
     assert other_order.status_code == 400
-    events_cursor = (
-        await client.get(f"/api/conversations/{five[0]['id']}/events/search")
-    ).json()
+    events_cursor = (await client.get(f"/api/conversations/{five[0]['id']}/events/search")).json()
     assert events_cursor["next_page_id"] is None

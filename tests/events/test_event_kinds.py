@@ -12,16 +12,36 @@ from app.events.schemas import AnyEvent, EventBase
 from tests.conftest import create_conversation
 
 SAMPLES: list[dict[str, Any]] = [
-    {"kind": "SystemPromptEvent", "system_prompt": {"type": "text", "text": "You are helpful"},
-     "tools": [{"name": "finish"}]},
-    {"kind": "MessageEvent", "source": "agent",
-     "llm_message": {"role": "assistant", "content": [{"type": "text", "text": "Hello there"}]}},
-    {"kind": "ActionEvent", "tool_name": "terminal", "tool_call_id": "call_1",
-     "arguments": {"command": "ls -la"}, "thought": [{"type": "text", "text": "list files"}]},
-    {"kind": "ObservationEvent", "tool_name": "terminal", "tool_call_id": "call_1",
-     "action_id": "a1", "content": [{"type": "text", "text": "README.md"}]},
-    {"kind": "AgentErrorEvent", "error": "tool exploded", "tool_name": "terminal",
-     "tool_call_id": "call_2"},
+    {
+        "kind": "SystemPromptEvent",
+        "system_prompt": {"type": "text", "text": "You are helpful"},
+        "tools": [{"name": "finish"}],
+    },
+    {
+        "kind": "MessageEvent",
+        "source": "agent",
+        "llm_message": {"role": "assistant", "content": [{"type": "text", "text": "Hello there"}]},
+    },
+    {
+        "kind": "ActionEvent",
+        "tool_name": "terminal",
+        "tool_call_id": "call_1",
+        "arguments": {"command": "ls -la"},
+        "thought": [{"type": "text", "text": "list files"}],
+    },
+    {
+        "kind": "ObservationEvent",
+        "tool_name": "terminal",
+        "tool_call_id": "call_1",
+        "action_id": "a1",
+        "content": [{"type": "text", "text": "README.md"}],
+    },
+    {
+        "kind": "AgentErrorEvent",
+        "error": "tool exploded",
+        "tool_name": "terminal",
+        "tool_call_id": "call_2",
+    },
     {"kind": "ConversationStateUpdateEvent", "key": "execution_status", "value": "running"},
     {"kind": "ConversationErrorEvent", "code": "LLMError", "detail": "rate limited"},
     {"kind": "PauseEvent"},

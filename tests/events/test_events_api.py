@@ -74,7 +74,13 @@ async def test_search_pages_in_seq_order_both_ways(
     cid = conversation["id"]
     assert await _all_seqs(client, cid, limit=3) == [1, 2, 3, 4, 5, 6, 7]
     assert await _all_seqs(client, cid, limit=2, sort_order="TIMESTAMP_DESC") == [
-        7, 6, 5, 4, 3, 2, 1
+        7,
+        6,
+        5,
+        4,
+        3,
+        2,
+        1,
     ]
     exact = (await client.get(f"/api/conversations/{cid}/events/search?limit=7")).json()
     assert len(exact["items"]) == 7 and exact["next_page_id"] is None

@@ -46,9 +46,7 @@ async def test_either_header_with_any_configured_key_is_accepted(
 ) -> None:
     ok = await secured.get("/api/conversations/count", headers={"X-Session-API-Key": "key-one"})
     assert ok.status_code == 200 and ok.json() == 0
-    ok = await secured.get(
-        "/api/conversations/count", headers={"Authorization": "Bearer key-two"}
-    )
+    ok = await secured.get("/api/conversations/count", headers={"Authorization": "Bearer key-two"})
     assert ok.status_code == 200
     created = await secured.post(
         "/api/conversations", json={"agent": AGENT}, headers={"X-Session-API-Key": "key-two"}

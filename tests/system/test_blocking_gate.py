@@ -19,7 +19,7 @@ async def app_with_probes(db: Database) -> AsyncIterator[httpx.AsyncClient]:
 
     @app.get("/probe/blocking")
     async def blocking() -> dict[str, str]:
-        time.sleep(0.01)  # the deliberate mistake: a blocking sleep on the event loop
+        time.sleep(0.01)  # noqa: ASYNC251  (the deliberate mistake: blocks the event loop)
         return {"slept": "blocking"}
 
     @app.get("/probe/async")
