@@ -81,6 +81,7 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     database: Database = request.getfixturevalue("db")
     async with database.session(write=True) as session:
+        await session.execute(text("DELETE FROM event_counts"))
         await session.execute(text("DELETE FROM events"))
         await session.execute(text("DELETE FROM conversations"))
 

@@ -1,6 +1,7 @@
 """Event queries. Every search is a seek on an index that starts with conversation_id."""
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,7 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Conversation, Event
+from app.db.dialect import upsert_add
+from app.models import Conversation, Event, EventCount
 
 ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
 _NO_UPPER_BOUND = 2**62
@@ -136,3 +138,30 @@ async def timestamp_at(
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     await session.execute(insert(Event), rows)
+    tally = Counter((row["conversation_id"], row["kind"], row["source"]) for row in rows)
+    counts = [
+        {"conversation_id": cid, "kind": kind, "source": source, "count": n}
+        for (cid, kind, source), n in tally.items()
+    ]
+    stmt = upsert_add(
+        session, EventCount.__table__, ["conversation_id", "kind", "source"], "count"
+    )
+    await session.execute(stmt, counts)
+
+
+def counts_only(f: EventFilter) -> bool:
+    """True when the filter names at most a kind and a source: event_counts can answer it."""
+    return f.body is None and f.timestamp_gte is None and f.timestamp_lt is None
+
+
+async def count_from_tally(
+    session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter
+) -> int:
+    stmt = select(func.coalesce(func.sum(EventCount.count), 0)).where(
+        EventCount.conversation_id == conversation_id
+    )
+    if f.kind is not None:
+        stmt = stmt.where(EventCount.kind == f.kind)
+    if f.source is not None:
+        stmt = stmt.where(EventCount.source == f.source)
+    return int((await session.execute(stmt)).scalar_one())

@@ -115,15 +115,22 @@ async def search(
 
 
 async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter) -> int:
+    """Count matching events.
+
+    With no filter the answer is last_seq (seqs are gapless from 1 and events are never deleted
+    one by one); with only kind and/or source it is a sum over event_counts. Both are key
+    lookups whatever the conversation's size, and tests assert they equal count(*). Body and
+    time filters count the matching index range.
+    """
     if f == EventFilter():
-        # Seqs are gapless from 1 and reserved in the same transaction that inserts the rows,
-        # and events are never deleted one by one, so count(*) == last_seq: one key lookup
-        # whatever the conversation's size (tests/events assert the two agree).
         last = await repository.last_seq(session, conversation_id)
         if last is None:
             raise NotFound(f"conversation {conversation_id} not found")
         return last
-    total = await repository.count(session, conversation_id, f)
+    if repository.counts_only(f):
+        total = await repository.count_from_tally(session, conversation_id, f)
+    else:
+        total = await repository.count(session, conversation_id, f)
     if total == 0:
         await _require_conversation(session, conversation_id)
     return total

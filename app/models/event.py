@@ -37,3 +37,20 @@ class Event(Base):
         Index("ix_events_conversation_id_source_seq", "conversation_id", "source", "seq"),
         Index("ix_events_conversation_id_timestamp_seq", "conversation_id", "timestamp", "seq"),
     )
+
+
+class EventCount(Base):
+    """How many events of one kind from one source a conversation has.
+
+    Kept in the append transaction (under the conversation row lock), so counts filtered by
+    kind and/or source are a lookup of a few rows instead of a count over the events.
+    """
+
+    __tablename__ = "event_counts"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

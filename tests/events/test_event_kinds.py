@@ -86,3 +86,43 @@ async def test_every_kind_round_trips_through_the_store(
     assert await count(body="you are helpful") == 1
     for sample in SAMPLES:
         assert await count(kind=sample["kind"]) == 1
+
+
+async def test_kind_and_source_counts_equal_count_star(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Counts answered from event_counts agree with count(*) for every kind/source filter."""
+    from sqlalchemy import func, select
+
+    from app.models import Event
+
+    conversation = await create_conversation(client)
+    cid = uuid.UUID(str(conversation["id"]))
+    adapter: TypeAdapter[EventBase] = TypeAdapter(AnyEvent)
+    async with db.session(write=True) as session:  # two appends: the tally must accumulate
+        await service.append(session, cid, [adapter.validate_python(s) for s in SAMPLES])
+    async with db.session(write=True) as session:
+        await service.append(session, cid, [adapter.validate_python(s) for s in SAMPLES[:4]])
+
+    async def api_count(**params: str) -> int:
+        response = await client.get(f"/api/conversations/{cid}/events/count", params=params)
+        assert response.status_code == 200
+        result: int = response.json()
+        return result
+
+    async def sql_count(**where: str) -> int:
+        stmt = select(func.count()).select_from(Event).where(Event.conversation_id == cid)
+        for column, value in where.items():
+            stmt = stmt.where(getattr(Event, column) == value)
+        async with db.session(write=False) as session:
+            return int((await session.execute(stmt)).scalar_one())
+
+    kinds = sorted({s["kind"] for s in SAMPLES})
+    for kind in kinds:
+        assert await api_count(kind=kind) == await sql_count(kind=kind)
+        for source in ("user", "agent", "environment"):
+            expected = await sql_count(kind=kind, source=source)
+            assert await api_count(kind=kind, source=source) == expected
+    for source in ("user", "agent", "environment"):
+        assert await api_count(source=source) == await sql_count(source=source)
+    assert await api_count() == await sql_count() == len(SAMPLES) + 4

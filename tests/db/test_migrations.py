@@ -1,0 +1,73 @@
+"""Migrations on a populated database: 0002 backfills event_counts from existing events."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.db import migrations
+from app.db.session import Database
+from tests.conftest import BASE_URL
+from tests.dbutil import create_database, drop_database
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[None]:
+    """Alembic runs its own event loop in a worker thread and reads its scripts from disk
+    there; that is start-up work, not the request path the gate is for."""
+    yield
+
+
+async def test_0002_backfills_event_counts(tmp_dir: Path) -> None:
+    url = await asyncio.to_thread(create_database, BASE_URL, tmp_dir, "mig")
+    db = await asyncio.to_thread(Database.from_url, url)
+    try:
+        await asyncio.to_thread(migrations.upgrade, url, "0001")
+        cid = uuid.uuid4()
+        now = datetime.now(UTC)
+        async with db.session(write=True) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO conversations (id, title, tags, agent, execution_status, "
+                    "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
+                    "(:id, 't', '{}', '{}', 'idle', 5, '{}', 3, 1, :now, :now)"
+                ).bindparams(id=cid if not db.is_sqlite else cid.hex, now=now),
+            )
+            for seq, kind, source in (
+                (1, "MessageEvent", "user"),
+                (2, "MessageEvent", "user"),
+                (3, "ActionEvent", "agent"),
+            ):
+                await session.execute(
+                    text(
+                        "INSERT INTO events (conversation_id, seq, id, timestamp, kind, source, "
+                        "search_text, payload) VALUES (:c, :s, :i, :now, :k, :src, '', '{}')"
+                    ).bindparams(
+                        c=cid if not db.is_sqlite else cid.hex,
+                        s=seq,
+                        i=f"e{seq}",
+                        now=now,
+                        k=kind,
+                        src=source,
+                    )
+                )
+        await asyncio.to_thread(migrations.upgrade, url, "0002")
+        async with db.session(write=False) as session:
+            rows = (
+                await session.execute(
+                    text("SELECT kind, source, count FROM event_counts ORDER BY kind")
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("ActionEvent", "agent", 1),
+            ("MessageEvent", "user", 2),
+        ]
+        await asyncio.to_thread(migrations.downgrade, url, "0001")
+        await asyncio.to_thread(migrations.upgrade, url, "head")
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_database, BASE_URL, url)
