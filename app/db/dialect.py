@@ -7,18 +7,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+def _insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def insert_ignore_conflict(session: AsyncSession, table: Any, index_elements: list[str]) -> Insert:
     """INSERT ... ON CONFLICT (index_elements) DO NOTHING for the session's dialect."""
-    return _insert(session)(table).on_conflict_do_nothing(index_elements=index_elements)
+    return _insert(session, table).on_conflict_do_nothing(index_elements=index_elements)
 
 
 def upsert_add(session: AsyncSession, table: Any, key: list[str], column: str) -> Insert:
     """INSERT ...; on a key conflict add the new row's `column` to the stored one."""
-    stmt = _insert(session)(table)
+    stmt = _insert(session, table)
     return stmt.on_conflict_do_update(
         index_elements=key, set_={column: table.c[column] + stmt.excluded[column]}
     )

@@ -143,9 +143,7 @@ async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
         {"conversation_id": cid, "kind": kind, "source": source, "count": n}
         for (cid, kind, source), n in tally.items()
     ]
-    stmt = upsert_add(
-        session, EventCount.__table__, ["conversation_id", "kind", "source"], "count"
-    )
+    stmt = upsert_add(session, EventCount.__table__, ["conversation_id", "kind", "source"], "count")
     await session.execute(stmt, counts)
 
 
