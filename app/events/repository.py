@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, insert, literal, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import upsert_add
+from app.events import text_search
 from app.models import Conversation, Event, EventCount
 
 ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
@@ -38,20 +39,16 @@ def _first_seq_at_or_after(conversation_id: uuid.UUID, ts: datetime) -> Any:
     )
 
 
-def _contains_pattern(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere, case-folded, with % _ and \\ taken literally."""
-    escaped = text.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def filter_conditions(conversation_id: uuid.UUID, f: EventFilter) -> list[ColumnElement[bool]]:
+def filter_conditions(
+    conversation_id: uuid.UUID, f: EventFilter, *, fts: bool = False
+) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Event.conversation_id == conversation_id]
     if f.kind is not None:
         conds.append(Event.kind == f.kind)
     if f.source is not None:
         conds.append(Event.source == f.source)
     if f.body:
-        conds.append(Event.search_text.like(_contains_pattern(f.body), escape="\\"))
+        conds.extend(text_search.body_conditions(f.body, fts=fts))
     if f.timestamp_gte is not None:
         conds.append(Event.seq >= _first_seq_at_or_after(conversation_id, f.timestamp_gte))
     if f.timestamp_lt is not None:
@@ -70,10 +67,15 @@ async def search(
     after_seq: int | None,
     descending: bool,
     limit: int,
+    fts: bool = False,
+    until_seq: int | None = None,
 ) -> Sequence[Row[Any]]:
-    conds = filter_conditions(conversation_id, f)
+    """Matching rows in seq order after `after_seq`, and up to `until_seq` when given."""
+    conds = filter_conditions(conversation_id, f, fts=fts)
     if after_seq is not None:
         conds.append(Event.seq < after_seq if descending else Event.seq > after_seq)
+    if until_seq is not None:
+        conds.append(Event.seq >= until_seq if descending else Event.seq <= until_seq)
     stmt = (
         select(*ROW_COLUMNS)
         .where(and_(*conds))
@@ -83,8 +85,11 @@ async def search(
     return (await session.execute(stmt)).all()
 
 
-async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter) -> int:
-    stmt = select(func.count()).select_from(Event).where(*filter_conditions(conversation_id, f))
+async def count(
+    session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter, *, fts: bool = False
+) -> int:
+    conds = filter_conditions(conversation_id, f, fts=fts)
+    stmt = select(func.count()).select_from(Event).where(*conds)
     return int((await session.execute(stmt)).scalar_one())
 
 

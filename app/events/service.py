@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
 from app.errors import BadRequest, NotFound
-from app.events import repository
+from app.events import repository, text_search
 from app.events.repository import EventFilter
 from app.events.schemas import EventBase
 from app.pagination import decode_cursor, encode_cursor
@@ -97,14 +97,18 @@ async def search(
         after_seq = cursor.get("seq")
         if not isinstance(after_seq, int):
             raise BadRequest("page_id is not a valid cursor")
-    rows = await repository.search(
-        session,
-        conversation_id,
-        query.filter,
-        after_seq=after_seq,
-        descending=query.descending,
-        limit=query.limit + 1,
-    )
+    rows: Sequence[Row[Any]]
+    if text_search.uses_fts(_dialect(session), query.filter.body):
+        rows = await _search_window_then_index(session, conversation_id, query, after_seq)
+    else:
+        rows = await repository.search(
+            session,
+            conversation_id,
+            query.filter,
+            after_seq=after_seq,
+            descending=query.descending,
+            limit=query.limit + 1,
+        )
     if not rows:
         await _require_conversation(session, conversation_id)
     items = [row_to_json(row) for row in rows[: query.limit]]
@@ -112,6 +116,50 @@ async def search(
     if len(rows) > query.limit:
         next_page_id = encode_cursor({"scope": scope, "order": order, "seq": items[-1]["seq"]})
     return items, next_page_id
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def _search_window_then_index(
+    session: AsyncSession, conversation_id: uuid.UUID, query: EventQuery, after_seq: int | None
+) -> list[Row[Any]]:
+    """SQLite body search: the next SCAN_WINDOW seqs in order, then the trigram index.
+
+    A common term fills the page inside the window; a rare one is found through the index
+    beyond it. Seqs are gapless, so the window is a plain seq range.
+    """
+    last = await repository.last_seq(session, conversation_id)
+    if last is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    start = after_seq if after_seq is not None else (last + 1 if query.descending else 0)
+    step = -text_search.SCAN_WINDOW if query.descending else text_search.SCAN_WINDOW
+    until = start + step
+    rows = list(
+        await repository.search(
+            session,
+            conversation_id,
+            query.filter,
+            after_seq=start,
+            until_seq=until,
+            descending=query.descending,
+            limit=query.limit + 1,
+        )
+    )
+    window_covers_rest = until <= 1 if query.descending else until >= last
+    if len(rows) > query.limit or window_covers_rest:
+        return rows
+    rest = await repository.search(
+        session,
+        conversation_id,
+        query.filter,
+        after_seq=until,
+        descending=query.descending,
+        limit=query.limit + 1 - len(rows),
+        fts=True,
+    )
+    return rows + list(rest)
 
 
 async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilter) -> int:
@@ -130,7 +178,8 @@ async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilte
     if repository.counts_only(f):
         total = await repository.count_from_tally(session, conversation_id, f)
     else:
-        total = await repository.count(session, conversation_id, f)
+        fts = text_search.uses_fts(_dialect(session), f.body)
+        total = await repository.count(session, conversation_id, f, fts=fts)
     if total == 0:
         await _require_conversation(session, conversation_id)
     return total
