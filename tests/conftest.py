@@ -9,9 +9,11 @@ connections), so each test ends by deleting every row.
 Every test runs under blockbuster: a blocking call on the event loop thread fails the test.
 """
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +60,32 @@ def make_app(db: Database, **settings: object) -> FastAPI:
     url = db.engine.url.render_as_string(hide_password=False)
     config = Settings(_env_file=None, database_url=url, **settings)  # type: ignore[call-arg]
     return create_app(config, database=db)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and give an in-process HTTP client for it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def collect_pages(
+    client: httpx.AsyncClient, url: str, key: str, **params: object
+) -> list[Any]:
+    """Follow next_page_id from the first page to the last; the `key` of every item."""
+    found: list[Any] = []
+    page_id = None
+    while True:
+        query = {**params, **({"page_id": page_id} if page_id else {})}
+        response = await client.get(url, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        found += [item[key] for item in body["items"]]
+        page_id = body["next_page_id"]
+        if page_id is None:
+            return found
 
 
 @pytest.fixture(scope="session")

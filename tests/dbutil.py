@@ -43,15 +43,21 @@ def is_postgres(url: str) -> bool:
     return url.startswith("postgresql")
 
 
-async def _pg_admin(url: str, sql: str) -> None:
+async def pg_connect(url: str, connect_timeout: float = 10) -> asyncpg.Connection:
+    """A plain asyncpg connection to the database a SQLAlchemy URL names."""
     u = make_url(url)
-    conn = await asyncpg.connect(
+    return await asyncpg.connect(
         host=u.host or "127.0.0.1",
         port=u.port or 5432,
         user=u.username or "postgres",
         password=u.password,
         database=u.database or "postgres",
+        timeout=connect_timeout,
     )
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    conn = await pg_connect(url)
     try:
         await conn.execute(sql)
     finally:

@@ -4,19 +4,12 @@ import asyncio
 import sys
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from tests.dbutil import pg_connect
 
 
 async def _probe(url: str) -> None:
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database or "postgres",
-        timeout=5,
-    )
+    conn = await pg_connect(url, connect_timeout=5)
     await conn.close()
 
 

@@ -30,9 +30,7 @@ def uses_fts(dialect: str, body: str | None) -> bool:
 
 
 def body_conditions(body: str, *, fts: bool) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [
-        Event.search_text.like(contains_pattern(body), escape="\\")
-    ]
+    conds: list[ColumnElement[bool]] = [Event.search_text.like(contains_pattern(body), escape="\\")]
     if fts:
         phrase = '"' + body.casefold().replace('"', '""') + '"'
         matches = (

@@ -55,7 +55,7 @@ def upgrade() -> None:
         with bind.begin_nested() as savepoint:
             try:
                 op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-            except Exception as exc:  # noqa: BLE001 - any refusal means: go on without it
+            except Exception as exc:
                 savepoint.rollback()
                 logger.warning("pg_trgm unavailable (%s); body filter stays a scan", exc)
                 return

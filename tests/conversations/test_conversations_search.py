@@ -6,23 +6,11 @@ from sqlalchemy import update
 
 from app.db.session import Database
 from app.models import Conversation
-from tests.conftest import create_conversation
+from tests.conftest import collect_pages, create_conversation
 
 
 async def _page_all(client: httpx.AsyncClient, **params: object) -> list[str]:
-    titles: list[str] = []
-    page_id = None
-    while True:
-        query = dict(params)
-        if page_id:
-            query["page_id"] = page_id
-        response = await client.get("/api/conversations/search", params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        titles.extend(item["title"] for item in body["items"])
-        page_id = body["next_page_id"]
-        if page_id is None:
-            return titles
+    return await collect_pages(client, "/api/conversations/search", "title", **params)
 
 
 @pytest.fixture

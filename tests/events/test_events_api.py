@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from app.db.session import Database
-from tests.conftest import create_conversation, send_message
+from tests.conftest import collect_pages, create_conversation, send_message
 
 
 @pytest.fixture
@@ -51,19 +51,8 @@ async def test_append_accepts_run_flag_and_rejects_bad_bodies(
 
 
 async def _all_seqs(client: httpx.AsyncClient, cid: object, **params: object) -> list[int]:
-    seqs: list[int] = []
-    page_id = None
-    while True:
-        query = dict(params)
-        if page_id:
-            query["page_id"] = page_id
-        response = await client.get(f"/api/conversations/{cid}/events/search", params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        seqs.extend(item["seq"] for item in body["items"])
-        page_id = body["next_page_id"]
-        if page_id is None:
-            return seqs
+    url = f"/api/conversations/{cid}/events/search"
+    return await collect_pages(client, url, "seq", **params)
 
 
 async def test_search_pages_in_seq_order_both_ways(

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from app.db.session import Database
 from app.events import service, text_search
 from app.events.schemas import Message, MessageEvent, TextContent
-from tests.conftest import create_conversation
+from tests.conftest import collect_pages, create_conversation
 
 
 def _message(body: str) -> MessageEvent:
@@ -22,17 +22,8 @@ async def _seed(db: Database, cid: uuid.UUID, bodies: list[str]) -> None:
 
 
 async def _pages(client: httpx.AsyncClient, cid: object, **params: object) -> list[int]:
-    seqs: list[int] = []
-    page_id = None
-    while True:
-        query = {**params, **({"page_id": page_id} if page_id else {})}
-        response = await client.get(f"/api/conversations/{cid}/events/search", params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        seqs += [e["seq"] for e in body["items"]]
-        page_id = body["next_page_id"]
-        if page_id is None:
-            return seqs
+    url = f"/api/conversations/{cid}/events/search"
+    return await collect_pages(client, url, "seq", **params)
 
 
 @pytest.mark.parametrize("window", [3, 7, 2000])

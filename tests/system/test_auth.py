@@ -2,21 +2,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from app.db.session import Database
-from tests.conftest import AGENT, make_app
+from tests.conftest import AGENT, make_app, serve_app
 
 KEYS = ["key-one", "key-two"]
 
 
 @pytest.fixture
 async def secured(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = make_app(db, session_api_keys=KEYS)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with serve_app(make_app(db, session_api_keys=KEYS)) as c:
+        yield c
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from blockbuster import BlockingError
 from fastapi import FastAPI
 
 from app.db.session import Database
-from tests.conftest import make_app
+from tests.conftest import make_app, serve_app
 
 
 @pytest.fixture
@@ -27,10 +27,8 @@ async def app_with_probes(db: Database) -> AsyncIterator[httpx.AsyncClient]:
         await asyncio.sleep(0.01)
         return {"slept": "async"}
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client
+    async with serve_app(app) as client:
+        yield client
 
 
 async def test_gate_fails_a_handler_that_blocks_the_loop(

@@ -4,7 +4,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.db.session import Database
-from tests.conftest import make_app
+from tests.conftest import make_app, serve_app
 
 
 async def test_health_answers_without_auth(client: httpx.AsyncClient) -> None:
@@ -28,10 +28,8 @@ async def test_ready_is_503_when_schema_is_behind(tmp_dir: object, database_url:
     behind = await asyncio.to_thread(Database.from_url, url)
     try:
         app = make_app(behind)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                response = await c.get("/ready")
+        async with serve_app(app) as c:
+            response = await c.get("/ready")
         assert response.status_code == 503
         body = response.json()
         assert body["code"] == "service_unavailable"
@@ -45,12 +43,9 @@ async def test_ready_is_503_when_database_is_unreachable() -> None:
     url = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
     unreachable = await asyncio.to_thread(Database.from_url, url)
     try:
-        app = make_app(unreachable)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                response = await c.get("/ready")
-                health = await c.get("/health")
+        async with serve_app(make_app(unreachable)) as c:
+            response = await c.get("/ready")
+            health = await c.get("/health")
         assert response.status_code == 503
         assert response.json()["message"] == "database unreachable"
         assert health.status_code == 200
