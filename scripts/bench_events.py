@@ -268,21 +268,30 @@ def percentile(sorted_ms: list[float], fraction: float) -> float:  # nearest-ran
     return sorted_ms[max(0, math.ceil(fraction * len(sorted_ms)) - 1)]
 
 
-def time_request(
-    client: httpx.Client, path: str, params: dict[str, Any], requests: int
-) -> tuple[float, float]:
-    for _ in range(10):
-        get_json(client, path, params)
-    samples: list[float] = []
+def time_interleaved(
+    client: httpx.Client, targets: list[tuple[str, dict[str, Any]]], requests: int
+) -> list[tuple[float, float]]:
+    """p50/p95 per target, taking turns request by request, so that drift in the machine's
+    speed (other tenants, CPU frequency) falls on every size alike."""
+    for path, params in targets:
+        for _ in range(10):
+            get_json(client, path, params)
+    samples: list[list[float]] = [[] for _ in targets]
     for _ in range(requests):
-        started = time.perf_counter()
-        get_json(client, path, params)
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return percentile(samples, 0.50), percentile(samples, 0.95)
+        for index, (path, params) in enumerate(targets):
+            started = time.perf_counter()
+            get_json(client, path, params)
+            samples[index].append((time.perf_counter() - started) * 1000)
+    results = []
+    for series in samples:
+        series.sort()
+        results.append((percentile(series, 0.50), percentile(series, 0.95)))
+    return results
 
 
-def measure(client: httpx.Client, seeded: Seeded, requests: int) -> list[Row]:
+def plan_queries(
+    client: httpx.Client, seeded: Seeded
+) -> list[tuple[str, str, dict[str, Any], str]]:
     base = f"/api/conversations/{seeded.conversation_id}/events"
     search, count = f"{base}/search", f"{base}/count"
     deep: dict[str, Any] = {"limit": PAGE}
@@ -307,11 +316,21 @@ def measure(client: httpx.Client, seeded: Seeded, requests: int) -> list[Row]:
         ("count", count, {}, ""),
         ("filtered count", count, {"kind": "ObservationEvent"}, ""),
     ]  # fmt: skip
-    rows = []
-    for name, path, params, note in queries:
-        p50, p95 = time_request(client, path, params, requests)
-        rows.append(Row(name, seeded.size, p50, p95, note))
-        print(f"  {name:<17} N={seeded.size:<8} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms", flush=True)
+    return queries
+
+
+def measure(client: httpx.Client, seeded: list[Seeded], requests: int) -> list[Row]:
+    """Time every query on every size, the sizes interleaved request by request."""
+    plans = [plan_queries(client, one) for one in seeded]
+    rows: list[Row] = []
+    for index, (name, *_rest) in enumerate(plans[0]):
+        targets = [(plan[index][1], plan[index][2]) for plan in plans]
+        for one, plan, (p50, p95) in zip(
+            seeded, plans, time_interleaved(client, targets, requests), strict=True
+        ):
+            rows.append(Row(name, one.size, p50, p95, plan[index][3]))
+            print(f"  {name:<17} N={one.size:<8} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms", flush=True)
+    rows.sort(key=lambda row: row.size)
     return rows
 
 
@@ -407,8 +426,7 @@ def main() -> None:
                 wait_ready(client, server, timeout=60.0)
                 print(f"server ready on 127.0.0.1:{port} (pid {server.pid}); "
                       f"{args.requests} timed requests per query after 10 warm-up")  # fmt: skip
-                for result in seeded:
-                    rows += measure(client, result, args.requests)
+                rows = measure(client, seeded, args.requests)
         finally:
             stop_server(server)
         print_results(rows, sizes)

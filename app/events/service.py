@@ -147,9 +147,10 @@ async def _search_window_then_index(
             limit=query.limit + 1,
         )
     )
-    window_covers_rest = until <= 1 if query.descending else until >= last
-    if len(rows) > query.limit or window_covers_rest:
+    rows_left = until - 1 if query.descending else last - until
+    if len(rows) > query.limit or rows_left <= 0:
         return rows
+    assert query.filter.body is not None
     rest = await repository.search(
         session,
         conversation_id,
@@ -157,7 +158,7 @@ async def _search_window_then_index(
         after_seq=until,
         descending=query.descending,
         limit=query.limit + 1 - len(rows),
-        fts=True,
+        fts=await text_search.index_is_cheaper(session, query.filter.body, rows_left),
     )
     return rows + list(rest)
 
@@ -178,7 +179,10 @@ async def count(session: AsyncSession, conversation_id: uuid.UUID, f: EventFilte
     if repository.counts_only(f):
         total = await repository.count_from_tally(session, conversation_id, f)
     else:
-        fts = text_search.uses_fts(_dialect(session), f.body)
+        fts = False
+        if f.body is not None and text_search.uses_fts(_dialect(session), f.body):
+            last = await repository.last_seq(session, conversation_id)
+            fts = await text_search.index_is_cheaper(session, f.body, last or 0)
         total = await repository.count(session, conversation_id, f, fts=fts)
     if total == 0:
         await _require_conversation(session, conversation_id)

@@ -88,3 +88,24 @@ async def test_the_trigram_index_exists(db: Database) -> None:
                 {"n": "ix_events_search_text_trgm"},
             )
         assert found.first() is not None
+
+
+async def test_the_index_serves_rare_terms(client: httpx.AsyncClient, db: Database) -> None:
+    """SQLite: the FTS path is chosen for a rare term and not for a common one.
+    Postgres: the GIN index can answer the LIKE (shown with sequential scans disabled)."""
+    conversation = await create_conversation(client)
+    cid = uuid.UUID(str(conversation["id"]))
+    await _seed(db, cid, ["common words " + ("unicorn" if i == 7 else "") for i in range(40)])
+    async with db.session(write=False) as session:
+        if db.is_sqlite:
+            assert await text_search.index_is_cheaper(session, "unicorn", 40)
+            assert not await text_search.index_is_cheaper(session, "common", 40)
+            assert not await text_search.index_is_cheaper(session, "unicorn", 0)
+        else:
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = await session.execute(
+                text("EXPLAIN SELECT count(*) FROM events WHERE search_text LIKE :p"),
+                {"p": "%unicorn%"},
+            )
+            assert "ix_events_search_text_trgm" in "\n".join(row[0] for row in plan)
+    assert await _pages(client, cid, body="unicorn") == [8]
