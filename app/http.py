@@ -4,7 +4,7 @@ import re
 from typing import Any
 
 import orjson
-from fastapi import Response
+from fastapi import Request, Response
 
 from app.errors import BadRequest
 
@@ -34,3 +34,10 @@ def parse_if_match(header: str | None) -> list[int] | None:
             raise BadRequest(f'malformed If-Match header: {header!r}; expected an ETag like "3"')
         versions.append(int(match.group(1)))
     return versions
+
+
+def reject_nul_in_url(request: Request) -> None:
+    """NUL characters cannot be stored in Postgres text: refuse them in paths and queries."""
+    raw_query = request.scope.get("query_string", b"")
+    if "\x00" in request.url.path or b"%00" in raw_query.lower() or b"\x00" in raw_query:
+        raise BadRequest("NUL characters are not allowed in the URL")

@@ -17,6 +17,7 @@ from app.db.migrations import head_revision
 from app.db.session import Database
 from app.errors import AppError, ErrorResponse
 from app.events.endpoints import router as events_router
+from app.http import reject_nul_in_url
 from app.security import require_api_key
 from app.system.endpoints import router as system_router
 
@@ -95,7 +96,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if database is not None:
         app.state.db = database
 
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+    api = APIRouter(
+        prefix="/api", dependencies=[Depends(require_api_key), Depends(reject_nul_in_url)]
+    )
     api.include_router(conversations_router)
     api.include_router(events_router)
     app.include_router(api)

@@ -5,10 +5,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.events.schemas import UserMessageCreate
 from app.models.conversation import ExecutionStatus
+from app.validators import reject_nul
 
 SECRET_MASK = "**********"
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -40,6 +49,8 @@ class AgentSpec(BaseModel):
 
 
 class ConversationCreate(BaseModel):
+    _no_nul = model_validator(mode="before")(reject_nul)
+
     id: uuid.UUID | None = None
     title: Title | None = None
     tags: Tags = Field(default_factory=dict)
@@ -50,6 +61,8 @@ class ConversationCreate(BaseModel):
 
 class ConversationUpdate(BaseModel):
     """Fields to change; absent fields are left as they are."""
+
+    _no_nul = model_validator(mode="before")(reject_nul)
 
     title: Title | None = None
     tags: Tags | None = None

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.validators import reject_nul
 
 Source = Literal["user", "agent", "environment"]
 ENVELOPE_FIELDS = frozenset({"kind", "id", "seq", "timestamp", "source"})
@@ -181,6 +183,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
 
 class UserMessageCreate(BaseModel):
     """Body of POST /conversations/{id}/events."""
+
+    _no_nul = model_validator(mode="before")(reject_nul)
 
     role: Literal["user"] = "user"
     content: list[Content] = Field(min_length=1)

@@ -37,9 +37,7 @@ def _phrase(body: str) -> str:
 
 
 def body_conditions(body: str, *, fts: bool) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [
-        Event.search_text.like(contains_pattern(body), escape="\\")
-    ]
+    conds: list[ColumnElement[bool]] = [Event.search_text.like(contains_pattern(body), escape="\\")]
     if fts:
         matches = (
             text("SELECT rowid FROM events_fts WHERE events_fts MATCH :phrase")
