@@ -20,7 +20,9 @@ class JSONBytes(Response):
         return orjson.dumps(content, option=_ORJSON_OPTIONS)
 
 
-_ETAG_ITEM = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
+_ETAG_ITEM = re.compile(r'\s*(?:W/)?"(\d{1,19})"\s*')
+# versions are 32-bit integers: a larger ETag was never issued and cannot match.
+_MAX_VERSION = 2**31 - 1
 
 
 def parse_if_match(header: str | None) -> list[int] | None:
@@ -32,7 +34,9 @@ def parse_if_match(header: str | None) -> list[int] | None:
         match = _ETAG_ITEM.fullmatch(item)
         if match is None:
             raise BadRequest(f'malformed If-Match header: {header!r}; expected an ETag like "3"')
-        versions.append(int(match.group(1)))
+        version = int(match.group(1))
+        if version <= _MAX_VERSION:
+            versions.append(version)
     return versions
 
 

@@ -1,6 +1,7 @@
 """create_app(): lifespan, routers, exception handlers."""
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
 from app.db.migrations import head_revision
 from app.db.session import Database
-from app.errors import AppError, ErrorResponse
+from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
 from app.security import require_api_key
@@ -38,9 +39,16 @@ _HTTP_CODES = {
 }
 
 
+class _ErrorJSON(JSONResponse):
+    def render(self, content: object) -> bytes:
+        # ASCII escapes: a validation error may echo input that is not valid Unicode (a lone
+        # surrogate), which must still come back as an error, not crash the handler.
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
     body = ErrorResponse(status=status, code=code, message=message, details=details)
-    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+    return _ErrorJSON(body.model_dump(mode="json"), status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -97,7 +105,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.db = database
 
     api = APIRouter(
-        prefix="/api", dependencies=[Depends(require_api_key), Depends(reject_nul_in_url)]
+        prefix="/api",
+        dependencies=[Depends(require_api_key), Depends(reject_nul_in_url)],
+        responses=error_responses(400, 401),
     )
     api.include_router(conversations_router)
     api.include_router(events_router)

@@ -17,7 +17,7 @@ from pydantic import (
 
 from app.events.schemas import UserMessageCreate
 from app.models.conversation import ExecutionStatus
-from app.validators import reject_nul
+from app.validators import reject_unstorable
 
 SECRET_MASK = "**********"
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -49,7 +49,7 @@ class AgentSpec(BaseModel):
 
 
 class ConversationCreate(BaseModel):
-    _no_nul = model_validator(mode="before")(reject_nul)
+    _storable = model_validator(mode="before")(reject_unstorable)
 
     id: uuid.UUID | None = None
     title: Title | None = None
@@ -62,7 +62,7 @@ class ConversationCreate(BaseModel):
 class ConversationUpdate(BaseModel):
     """Fields to change; absent fields are left as they are."""
 
-    _no_nul = model_validator(mode="before")(reject_nul)
+    _storable = model_validator(mode="before")(reject_unstorable)
 
     title: Title | None = None
     tags: Tags | None = None

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,11 +134,12 @@ async def search(
     if page_id:
         cursor = decode_cursor(page_id, scope="conversations", order=sort_order.value)
         try:
-            after = (datetime.fromisoformat(cursor["at"]), uuid.UUID(cursor["id"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            at = datetime.fromisoformat(cursor["at"])
+            if at.tzinfo is None:
+                raise ValueError("naive time")
+            after = (at.astimezone(UTC), uuid.UUID(cursor["id"]))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BadRequest("page_id is not a valid cursor") from exc
-        if after[0].tzinfo is None:
-            raise BadRequest("page_id is not a valid cursor")
     rows = await repository.search(
         session,
         status=status.value if status else None,

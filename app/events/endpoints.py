@@ -31,10 +31,15 @@ class EventSortOrder(StrEnum):
     TIMESTAMP_DESC = "TIMESTAMP_DESC"
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
+def _as_utc(value: datetime | None, name: str) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. year 1 at +05:00 is before year 1 in UTC
+        raise Unprocessable(f"{name} is out of range once converted to UTC") from exc
 
 
 def event_filter(
@@ -64,8 +69,8 @@ def event_filter(
         kind=short_kind,
         source=source,
         body=body or None,
-        timestamp_gte=_as_utc(timestamp__gte),
-        timestamp_lt=_as_utc(timestamp__lt),
+        timestamp_gte=_as_utc(timestamp__gte, "timestamp__gte"),
+        timestamp_lt=_as_utc(timestamp__lt, "timestamp__lt"),
     )
 
 

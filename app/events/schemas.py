@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from app.validators import reject_nul
+from app.validators import reject_unstorable
 
 Source = Literal["user", "agent", "environment"]
 ENVELOPE_FIELDS = frozenset({"kind", "id", "seq", "timestamp", "source"})
@@ -29,7 +29,17 @@ class ImageContent(BaseModel):
     image_urls: list[str]
 
 
-Content = Annotated[TextContent | ImageContent, Field(discriminator="type")]
+def _content_type(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type", "text")  # `type` defaults to "text", as the schema says
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "type", None)
+
+
+Content = Annotated[
+    Annotated[TextContent, Tag("text")] | Annotated[ImageContent, Tag("image")],
+    Discriminator(_content_type),
+]
 
 
 def _texts(content: list[TextContent] | list[Content]) -> list[str]:
@@ -184,7 +194,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
 class UserMessageCreate(BaseModel):
     """Body of POST /conversations/{id}/events."""
 
-    _no_nul = model_validator(mode="before")(reject_nul)
+    _storable = model_validator(mode="before")(reject_unstorable)
 
     role: Literal["user"] = "user"
     content: list[Content] = Field(min_length=1)

@@ -18,6 +18,10 @@ from app.pagination import decode_cursor, encode_cursor
 __all__ = ["EventFilter", "EventQuery", "append", "count", "get_many", "get_one", "search"]
 
 
+# Seqs are BIGINT; a cursor's seq beyond this is forged, never issued.
+MAX_SEQ = 2**62
+
+
 @dataclass(frozen=True)
 class EventQuery:
     filter: EventFilter
@@ -95,7 +99,7 @@ async def search(
     if query.page_id:
         cursor = decode_cursor(query.page_id, scope=scope, order=order)
         after_seq = cursor.get("seq")
-        if not isinstance(after_seq, int):
+        if not isinstance(after_seq, int) or not 0 <= after_seq <= MAX_SEQ:
             raise BadRequest("page_id is not a valid cursor")
     rows: Sequence[Row[Any]]
     if text_search.uses_fts(_dialect(session), query.filter.body):
@@ -134,8 +138,10 @@ async def _search_window_then_index(
     if last is None:
         raise NotFound(f"conversation {conversation_id} not found")
     start = after_seq if after_seq is not None else (last + 1 if query.descending else 0)
-    step = -text_search.SCAN_WINDOW if query.descending else text_search.SCAN_WINDOW
-    until = start + step
+    if query.descending:
+        until = max(start - text_search.SCAN_WINDOW, 0)
+    else:
+        until = min(start + text_search.SCAN_WINDOW, last)
     rows = list(
         await repository.search(
             session,
