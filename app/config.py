@@ -1,6 +1,7 @@
 """Settings: the only place that reads the environment."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +21,26 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
+
+    # Runs
+    max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
+    run_lease_seconds: float = Field(default=30.0, gt=0)
+    run_worker_enabled: bool = True
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    control_poll_seconds: float = Field(default=0.25, gt=0)
+    sweeper_interval_seconds: float = Field(default=5.0, gt=0)
+    tool_pool_size: int = Field(default=8, ge=1, le=256)
+    workspace_root: Path = Path("./workspaces")
+    enable_terminal: bool = False
+    terminal_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # LLM defaults for conversations that do not set their own
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_max_retries: int = Field(default=3, ge=0, le=20)
+    llm_retry_base_seconds: float = Field(default=0.5, ge=0)
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
 
     @field_validator("session_api_keys", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.agent.loader import load_agents
 from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
 from app.db.migrations import head_revision
@@ -19,6 +20,8 @@ from app.db.session import Database
 from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
+from app.runs.endpoints import router as runs_router
+from app.runs.worker import Worker
 from app.security import require_api_key
 from app.system.endpoints import router as system_router
 
@@ -88,9 +91,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if owns_db:
             # Engine creation resolves file paths for SQLite: also off the loop.
             app.state.db = await asyncio.to_thread(Database.from_settings, settings)
+        worker = None
+        if settings.run_worker_enabled:
+            await asyncio.to_thread(load_agents)
+            worker = Worker(app.state.db, settings)
+            app.state.worker = worker
+            await worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if owns_db:
                 await app.state.db.dispose()
 
@@ -111,6 +122,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     api.include_router(conversations_router)
     api.include_router(events_router)
+    api.include_router(runs_router)
     app.include_router(api)
     app.include_router(system_router)
     _install_error_handlers(app)

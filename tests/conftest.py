@@ -58,7 +58,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def make_app(db: Database, **settings: object) -> FastAPI:
     # _env_file=None: tests never read a developer's .env (and never touch files on the loop).
     url = db.engine.url.render_as_string(hide_password=False)
-    config = Settings(_env_file=None, database_url=url, **settings)  # type: ignore[call-arg]
+    settings.setdefault("run_worker_enabled", False)  # the run tests start their own workers
+    config = Settings(_env_file=None, database_url=url, **settings)  # type: ignore[arg-type]
     return create_app(config, database=db)
 
 

@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.agent.base import DEFAULT_AGENT_KIND, agent_kinds
+from app.agent.tools import ALL_TOOLS
 from app.events.schemas import UserMessageCreate
 from app.models.conversation import ExecutionStatus
 from app.validators import reject_unstorable
@@ -37,9 +39,28 @@ class LLMConfig(BaseModel):
 
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
+    kind: str = Field(default=DEFAULT_AGENT_KIND, description="The agent class that runs it")
     llm: LLMConfig
     system_prompt: str | None = None
-    tools: list[str] | None = None
+    tools: list[str] | None = Field(
+        default=None, description=f"Tool names (default: all enabled): {sorted(ALL_TOOLS)}"
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        known = {DEFAULT_AGENT_KIND, *agent_kinds()}
+        if kind not in known:
+            raise ValueError(f"unknown agent kind {kind!r}; known: {sorted(known)}")
+        return kind
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, tools: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(tools or []) - set(ALL_TOOLS))
+        if unknown:
+            raise ValueError(f"unknown tools {unknown}; known: {sorted(ALL_TOOLS)}")
+        return tools
 
     def to_storage(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

@@ -168,3 +168,22 @@ async def count_from_tally(
     if f.source is not None:
         stmt = stmt.where(EventCount.source == f.source)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def rows_after(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    after_seq: int,
+    *,
+    kinds: Sequence[str] | None = None,
+    source: str | None = None,
+) -> Sequence[Row[Any]]:
+    """Events after a seq, in order (a seek on the primary key or the kind/source index)."""
+    stmt = select(*ROW_COLUMNS).where(
+        Event.conversation_id == conversation_id, Event.seq > after_seq
+    )
+    if kinds is not None:
+        stmt = stmt.where(Event.kind.in_(list(kinds)))
+    if source is not None:
+        stmt = stmt.where(Event.source == source)
+    return (await session.execute(stmt.order_by(Event.seq))).all()

@@ -212,3 +212,18 @@ async def get_many(
     rows = await repository.get_by_ids(session, conversation_id, event_ids)
     found = {event["id"]: event for event in map(row_to_json, rows)}
     return [found.get(event_id) for event_id in event_ids]
+
+
+async def history_after(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    after_seq: int = 0,
+    *,
+    kinds: Sequence[str] | None = None,
+    source: str | None = None,
+) -> list[dict[str, Any]]:
+    """Events after `after_seq` in seq order, as the API shows them (for the runner)."""
+    rows = await repository.rows_after(
+        session, conversation_id, after_seq, kinds=kinds, source=source
+    )
+    return [row_to_json(row) for row in rows]

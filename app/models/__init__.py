@@ -2,5 +2,15 @@
 
 from app.models.conversation import Conversation, ExecutionStatus
 from app.models.event import Event, EventCount
+from app.models.run import ACTIVE_STATUSES, LLMCall, Run, RunStatus
 
-__all__ = ["Conversation", "Event", "EventCount", "ExecutionStatus"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "Conversation",
+    "Event",
+    "EventCount",
+    "ExecutionStatus",
+    "LLMCall",
+    "Run",
+    "RunStatus",
+]

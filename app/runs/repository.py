@@ -1,0 +1,204 @@
+"""Run queries: claiming, lease renewal and fencing, and the sweeper's selection."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.types import UTCDateTime
+from app.models import ACTIVE_STATUSES, Run, RunStatus
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: uuid.UUID
+    conversation_id: uuid.UUID
+    epoch: int
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def any_queued(session: AsyncSession) -> bool:
+    stmt = select(literal(1)).where(Run.status == RunStatus.QUEUED.value).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def claim_next(
+    session: AsyncSession, worker_id: str, lease_seconds: float, now: datetime
+) -> Lease | None:
+    """Claim the oldest queued run with one conditional statement.
+
+    Postgres: the candidate is chosen FOR UPDATE SKIP LOCKED, so concurrent claimers in other
+    processes take different runs. SQLite: the write transaction is BEGIN IMMEDIATE, so
+    claimers are serialized. Either way the UPDATE re-checks status = queued.
+    """
+    candidate = (
+        select(Run.id)
+        .where(Run.status == RunStatus.QUEUED.value)
+        .order_by(Run.created_at, Run.id)
+        .limit(1)
+    )
+    if _is_postgres(session):
+        candidate = candidate.with_for_update(skip_locked=True)
+    stmt = (
+        update(Run)
+        .where(Run.id == candidate.scalar_subquery(), Run.status == RunStatus.QUEUED.value)
+        .values(
+            status=RunStatus.RUNNING.value,
+            worker_id=worker_id,
+            lease_epoch=Run.lease_epoch + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+        )
+        .returning(Run.id, Run.conversation_id, Run.lease_epoch)
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else Lease(row[0], row[1], row[2])
+
+
+async def hold(session: AsyncSession, lease: Lease, now: datetime) -> bool:
+    """Fence: true when this lease is still the run's live lease; on Postgres the run row is
+    locked until commit, so the sweeper cannot fail the run in the middle of this write."""
+    stmt = select(Run.id).where(
+        Run.id == lease.run_id,
+        Run.status == RunStatus.RUNNING.value,
+        Run.lease_epoch == lease.epoch,
+        Run.lease_expires_at > now,
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).first() is not None
+
+
+async def renew(session: AsyncSession, lease: Lease, lease_seconds: float, now: datetime) -> bool:
+    stmt = (
+        update(Run)
+        .where(
+            Run.id == lease.run_id,
+            Run.status == RunStatus.RUNNING.value,
+            Run.lease_epoch == lease.epoch,
+            Run.lease_expires_at > now,
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+@dataclass(frozen=True)
+class ControlFlags:
+    status: str
+    lease_epoch: int
+    pause_requested: bool
+    interrupt_requested: bool
+
+
+async def control_flags(session: AsyncSession, lease: Lease) -> ControlFlags | None:
+    stmt = select(Run.status, Run.lease_epoch, Run.pause_requested, Run.interrupt_requested).where(
+        Run.id == lease.run_id
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else ControlFlags(*row)
+
+
+async def add_step(session: AsyncSession, lease: Lease, db_ms: list[float]) -> int:
+    """Count one more iteration; returns the new count."""
+    stmt = (
+        update(Run)
+        .where(Run.id == lease.run_id)
+        .values(iterations=Run.iterations + 1, step_db_ms=db_ms)
+        .returning(Run.iterations)
+        .execution_options(synchronize_session=False)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def finish(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    *,
+    status: RunStatus,
+    stop_reason: str,
+    now: datetime,
+    error: str | None = None,
+    only_if_epoch: int | None = None,
+    only_if_status: Sequence[RunStatus] = (RunStatus.RUNNING,),
+    only_if_expired: bool = False,
+) -> bool:
+    """End a run with one conditional UPDATE; False when its state no longer matches."""
+    stmt = update(Run).where(Run.id == run_id, Run.status.in_([s.value for s in only_if_status]))
+    if only_if_epoch is not None:
+        stmt = stmt.where(Run.lease_epoch == only_if_epoch)
+    if only_if_expired:
+        stmt = stmt.where(Run.lease_expires_at < now)
+    stmt = stmt.values(
+        status=status.value,
+        stop_reason=stop_reason,
+        error=error,
+        finished_at=now,
+        lease_expires_at=None,
+        # A new epoch fences off whoever held the lease.
+        lease_epoch=Run.lease_epoch + 1,
+    )
+    result = await session.execute(
+        stmt.returning(Run.id).execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
+
+
+async def expired(session: AsyncSession, now: datetime, limit: int = 50) -> Sequence[Run]:
+    stmt = (
+        select(Run)
+        .where(Run.status == RunStatus.RUNNING.value, Run.lease_expires_at < now)
+        .order_by(Run.lease_expires_at)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def active_for(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:
+    stmt = select(Run).where(
+        Run.conversation_id == conversation_id, Run.status.in_(ACTIVE_STATUSES)
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def set_flag(session: AsyncSession, run_id: uuid.UUID, flag: str) -> bool:
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
+        .values({flag: True})
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def page(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Run]:
+    stmt = select(Run).where(Run.conversation_id == conversation_id)
+    if after is not None:
+        bound = tuple_(literal(after[0], UTCDateTime()), literal(after[1], Run.id.type))
+        stmt = stmt.where(tuple_(Run.created_at, Run.id) < bound)
+    stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def count_active(session: AsyncSession) -> int:
+    stmt = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE_STATUSES))
+    return int((await session.execute(stmt)).scalar_one())

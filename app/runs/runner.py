@@ -1,0 +1,342 @@
+"""The runner: drives one claimed run, step by step, holding its lease.
+
+No transaction is held across a step: each write (events, iteration count, LLM usage, the
+final status) is its own short transaction that first checks the lease (fencing). A runner
+whose lease was lost writes nothing more and stops.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, StepOutcome
+from app.clock import utcnow
+from app.config import Settings
+from app.conversations.state import transition
+from app.db.session import Database
+from app.events import service as events_service
+from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
+from app.models import Conversation, ExecutionStatus, RunStatus
+from app.runs import repository, usage
+from app.runs.repository import Lease
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_STEP_TIMINGS = 1000
+
+
+class LeaseLost(Exception):
+    """The run's lease is no longer ours: stop, write nothing."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    run_status: RunStatus
+    stop_reason: str
+    conversation_status: ExecutionStatus
+    error: str | None = None
+
+
+FINISHED = Stop(RunStatus.COMPLETED, "finished", ExecutionStatus.FINISHED)
+MAX_ITERATIONS = Stop(RunStatus.COMPLETED, "max_iterations", ExecutionStatus.PAUSED)
+PAUSED = Stop(RunStatus.CANCELLED, "paused", ExecutionStatus.PAUSED)
+INTERRUPTED = Stop(RunStatus.INTERRUPTED, "interrupted", ExecutionStatus.PAUSED)
+
+
+def failed(error: str) -> Stop:
+    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, error)
+
+
+@dataclass
+class Pools:
+    run_pool: ThreadPoolExecutor
+    tool_pool: ThreadPoolExecutor
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        lease: Lease,
+        resolve_agent: Callable[[dict[str, Any]], type[AgentBase]],
+        pools: Pools,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.lease = lease
+        self.resolve_agent = resolve_agent
+        self.pools = pools
+        self.nudge = asyncio.Event()
+        self._pause = False
+        self._lost = False
+        self._step_task: asyncio.Future[StepOutcome] | None = None
+        self._ctx: StepContext | None = None
+        self._open_actions: dict[str, str] = {}  # tool_call_id -> tool_name
+        self._seen_seq = 0
+        self._db_ms = 0.0
+        self._step_db_ms: list[float] = []
+
+    # ---- database writes, each fenced by the lease -------------------------------------
+
+    async def _fenced(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            async with self.db.session(write=True) as session:
+                if not await repository.hold(session, self.lease, utcnow()):
+                    self._lost = True
+                    raise LeaseLost(f"run {self.lease.run_id} lost its lease")
+                return await work(session)
+        finally:
+            self._db_ms += (time.perf_counter() - started) * 1000
+
+    async def _persist(self, events: Sequence[EventBase]) -> list[dict[str, Any]]:
+        async def write(session: AsyncSession) -> list[dict[str, Any]]:
+            return await events_service.append(session, self.lease.conversation_id, events)
+
+        stored = await self._fenced(write)
+        for event in stored:
+            self._track(event)
+        return stored
+
+    async def _record(self, record: LLMCallRecord) -> None:
+        async def write(session: AsyncSession) -> None:
+            await usage.record(session, self.lease, record)
+
+        await self._fenced(write)
+
+    def _track(self, event: dict[str, Any]) -> None:
+        self._seen_seq = max(self._seen_seq, int(event["seq"]))
+        call_id = event.get("tool_call_id")
+        if not call_id:
+            return
+        if event["kind"] == "ActionEvent":
+            self._open_actions[call_id] = event.get("tool_name") or ""
+        elif event["kind"] in ("ObservationEvent", "AgentErrorEvent"):
+            self._open_actions.pop(call_id, None)
+
+    # ---- the run ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        control = asyncio.create_task(self._control_loop())
+        try:
+            stop = await self._drive()
+            await self._finish(stop)
+        except LeaseLost as exc:
+            logger.warning("%s; stopping without further writes", exc)
+        finally:
+            control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await control
+
+    async def _drive(self) -> Stop:
+        try:
+            conversation, history = await self._load()
+            agent_cls = self.resolve_agent(conversation.agent)
+            agent = agent_cls(conversation.agent, self.settings)
+            ctx = self._context(conversation)
+            self._ctx = ctx
+            if not any(e["kind"] == "SystemPromptEvent" for e in history):
+                prompt = agent.system_prompt_event()
+                if prompt is not None:
+                    history += await self._persist([prompt])
+            for event in history:
+                self._track(event)
+            if agent_cls.runs_on_loop():
+                agent.init_context(ctx, history)
+                return await self._async_loop(agent, ctx)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self.pools.run_pool, self._sync_loop, agent, ctx, history
+            )
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except Interrupted:
+            return INTERRUPTED
+        except Exception as exc:
+            logger.exception("run %s failed", self.lease.run_id)
+            return failed(f"{type(exc).__name__}: {exc}")
+
+    async def _load(self) -> tuple[Conversation, list[dict[str, Any]]]:
+        async with self.db.session(write=False) as session:
+            conversation = await session.get(Conversation, self.lease.conversation_id)
+            if conversation is None:
+                raise LeaseLost("conversation deleted")
+            history = await events_service.history_after(session, conversation.id)
+        return conversation, history
+
+    def _context(self, conversation: Conversation) -> StepContext:
+        workspace = self.settings.workspace_root / str(conversation.id)
+        return StepContext(
+            conversation_id=conversation.id,
+            run_id=self.lease.run_id,
+            agent_spec=conversation.agent,
+            settings=self.settings,
+            workspace=workspace,
+            max_iterations=conversation.max_iterations,
+            loop=asyncio.get_running_loop(),
+            tool_pool=self.pools.tool_pool,
+            persist=self._persist,
+            record=self._record,
+        )
+
+    async def _async_loop(self, agent: AgentBase, ctx: StepContext) -> Stop:
+        while True:
+            await self._take_new_user_messages(ctx)
+            self._step_task = asyncio.ensure_future(agent.astep(ctx))
+            try:
+                outcome = await self._step_task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the worker is shutting down
+                if self._lost:
+                    raise LeaseLost(f"run {self.lease.run_id} lost its lease") from None
+                return INTERRUPTED
+            finally:
+                self._step_task = None
+            stop = await self._after_step(ctx, outcome)
+            if stop is not None:
+                return stop
+
+    def _sync_loop(self, agent: AgentBase, ctx: StepContext, history: list[dict[str, Any]]) -> Stop:
+        """The whole loop of a sync agent, on a run-pool thread."""
+        agent.init_context(ctx, history)
+        while True:
+            self._on_loop(self._take_new_user_messages(ctx))
+            outcome = agent.step(ctx)
+            if self._lost:
+                raise LeaseLost(f"run {self.lease.run_id} lost its lease")
+            if ctx.interrupted.is_set():
+                return INTERRUPTED
+            stop = self._on_loop(self._after_step(ctx, outcome))
+            if stop is not None:
+                return stop
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        assert self._ctx is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._ctx.loop).result()
+
+    async def _take_new_user_messages(self, ctx: StepContext) -> None:
+        """User messages sent while the run was going: appended to the context in memory."""
+        async with self.db.session(write=False) as session:
+            new = await events_service.history_after(
+                session, ctx.conversation_id, self._seen_seq, kinds=["MessageEvent"], source="user"
+            )
+        for event in new:
+            self._seen_seq = max(self._seen_seq, int(event["seq"]))
+            ctx.messages.append(event["llm_message"])
+
+    async def _after_step(self, ctx: StepContext, outcome: StepOutcome) -> Stop | None:
+        self._step_db_ms = [*self._step_db_ms, round(self._db_ms, 3)][-MAX_STEP_TIMINGS:]
+        self._db_ms = 0.0
+        timings = list(self._step_db_ms)
+
+        async def count(session: AsyncSession) -> int:
+            return await repository.add_step(session, self.lease, timings)
+
+        ctx.iteration = await self._fenced(count)
+        if outcome.finished:
+            return FINISHED
+        if self._pause:
+            return PAUSED
+        if ctx.iteration >= ctx.max_iterations:
+            return MAX_ITERATIONS
+        return None
+
+    async def _finish(self, stop: Stop) -> None:
+        dangling: list[EventBase] = [
+            AgentErrorEvent(
+                error=f"the {tool or 'tool'} call was not completed: run {stop.stop_reason}",
+                tool_name=tool or None,
+                tool_call_id=call_id,
+            )
+            for call_id, tool in self._open_actions.items()
+        ]
+        if stop.error is not None:
+            dangling.append(ConversationErrorEvent(code="RunFailed", detail=stop.error))
+
+        async def write(session: AsyncSession) -> None:
+            if dangling:
+                await events_service.append(session, self.lease.conversation_id, dangling)
+            await repository.finish(
+                session,
+                self.lease.run_id,
+                status=stop.run_status,
+                stop_reason=stop.stop_reason,
+                error=stop.error,
+                now=utcnow(),
+                only_if_epoch=self.lease.epoch,
+            )
+            await transition(
+                session,
+                self.lease.conversation_id,
+                stop.conversation_status,
+                allowed_from=(ExecutionStatus.RUNNING,),
+            )
+
+        await self._fenced(write)
+
+    # ---- control: lease renewal, pause, interrupt ---------------------------------------
+
+    async def _control_loop(self) -> None:
+        renew_every = self.settings.run_lease_seconds / 3
+        next_renewal = time.monotonic() + renew_every
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.nudge.wait(), self.settings.control_poll_seconds)
+            self.nudge.clear()
+            try:
+                if not await self._check_controls():
+                    return
+                if time.monotonic() >= next_renewal:
+                    async with self.db.session(write=True) as session:
+                        renewed = await repository.renew(
+                            session, self.lease, self.settings.run_lease_seconds, utcnow()
+                        )
+                    if not renewed:
+                        self._lose()
+                        return
+                    next_renewal = time.monotonic() + renew_every
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup: try again; the lease covers a while
+                logger.exception("run %s: control check failed", self.lease.run_id)
+
+    async def _check_controls(self) -> bool:
+        async with self.db.session(write=False) as session:
+            flags = await repository.control_flags(session, self.lease)
+        if flags is None or flags.status != RunStatus.RUNNING.value:
+            self._lose()
+            return False
+        if flags.lease_epoch != self.lease.epoch:
+            self._lose()
+            return False
+        if flags.interrupt_requested:
+            self._interrupt()
+        if flags.pause_requested:
+            self._pause = True
+        return True
+
+    def _interrupt(self) -> None:
+        if self._ctx is not None:
+            self._ctx.interrupted.set()
+        if self._step_task is not None and not self._step_task.done():
+            self._step_task.cancel()
+
+    def _lose(self) -> None:
+        self._lost = True
+        self._interrupt()
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.lease.run_id

@@ -1,0 +1,32 @@
+"""Run API schemas."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from app.models import RunStatus
+
+
+class RunRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    status: RunStatus
+    stop_reason: str | None
+    error: str | None
+    iterations: int
+    worker_id: str | None
+    lease_epoch: int
+    lease_expires_at: datetime | None
+    pause_requested: bool
+    interrupt_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunPage(BaseModel):
+    items: list[RunRead]
+    next_page_id: str | None = None

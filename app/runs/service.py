@@ -1,0 +1,124 @@
+"""Run rules for the API: start (or queue), pause, interrupt, read. Services never commit."""
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clock import utcnow
+from app.conversations.state import transition
+from app.errors import BadRequest, Conflict, NotFound
+from app.events import service as events_service
+from app.events.schemas import InterruptEvent, PauseEvent
+from app.models import Conversation, ExecutionStatus, Run, RunStatus
+from app.pagination import decode_cursor, encode_cursor
+from app.runs import repository
+
+STARTABLE = (
+    ExecutionStatus.IDLE,
+    ExecutionStatus.PAUSED,
+    ExecutionStatus.FINISHED,
+    ExecutionStatus.ERROR,
+)
+
+
+def _active_conflict(run: Run | None, conversation_id: uuid.UUID) -> Conflict:
+    run_id = None if run is None else str(run.id)
+    return Conflict(
+        f"conversation {conversation_id} already has an active run {run_id}",
+        details={"run_id": run_id, "status": None if run is None else run.status},
+    )
+
+
+async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
+    """Queue a run. The partial unique index on runs is what forbids a second active run;
+    the status transition only keeps execution_status in step with it."""
+    if await session.get(Conversation, conversation_id) is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    active = await repository.active_for(session, conversation_id)
+    if active is not None:
+        raise _active_conflict(active, conversation_id)
+    run = Run(id=uuid.uuid4(), conversation_id=conversation_id, created_at=utcnow())
+    try:
+        async with session.begin_nested():
+            session.add(run)
+            await session.flush()
+    except IntegrityError:
+        raise _active_conflict(
+            await repository.active_for(session, conversation_id), conversation_id
+        ) from None
+    moved = await transition(
+        session, conversation_id, ExecutionStatus.QUEUED, allowed_from=STARTABLE
+    )
+    if not moved:
+        raise Conflict(f"conversation {conversation_id} cannot start a run in its status")
+    return run
+
+
+async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
+    """Stop after the current step (a queued run is cancelled at once)."""
+    return await _stop(session, conversation_id, interrupt=False)
+
+
+async def interrupt(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
+    """Cancel the in-flight LLM or tool call (a queued run is cancelled at once)."""
+    return await _stop(session, conversation_id, interrupt=True)
+
+
+async def _stop(session: AsyncSession, conversation_id: uuid.UUID, *, interrupt: bool) -> Run:
+    if await session.get(Conversation, conversation_id) is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    run = await repository.active_for(session, conversation_id)
+    if run is None:
+        raise Conflict(f"conversation {conversation_id} has no active run")
+    event = InterruptEvent(reason="requested") if interrupt else PauseEvent()
+    await events_service.append(session, conversation_id, [event])
+    if run.status == RunStatus.QUEUED.value:
+        stopped = await repository.finish(
+            session,
+            run.id,
+            status=RunStatus.INTERRUPTED if interrupt else RunStatus.CANCELLED,
+            stop_reason="interrupted" if interrupt else "paused",
+            now=utcnow(),
+            only_if_status=(RunStatus.QUEUED,),
+        )
+        if stopped:
+            await transition(session, conversation_id, ExecutionStatus.PAUSED)
+    else:
+        flag = "interrupt_requested" if interrupt else "pause_requested"
+        await repository.set_flag(session, run.id, flag)
+    await session.refresh(run)
+    return run
+
+
+async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+async def list_for(
+    session: AsyncSession, conversation_id: uuid.UUID, limit: int, page_id: str | None
+) -> tuple[list[Run], str | None]:
+    if await session.get(Conversation, conversation_id) is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    scope = f"runs:{conversation_id}"
+    after = None
+    if page_id:
+        cursor = decode_cursor(page_id, scope=scope, order="desc")
+        try:
+            at = datetime.fromisoformat(cursor["at"]).astimezone(UTC)
+            after = (at, uuid.UUID(cursor["id"]))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise BadRequest("page_id is not a valid cursor") from exc
+    rows = list(await repository.page(session, conversation_id, after, limit + 1))
+    items = rows[:limit]
+    next_page_id = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_page_id = encode_cursor(
+            {"scope": scope, "order": "desc", "at": last.created_at.isoformat(), "id": str(last.id)}
+        )
+    return items, next_page_id

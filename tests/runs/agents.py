@@ -1,0 +1,74 @@
+"""Agents for the runtime tests. Each event they emit names the thread its step ran on."""
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from app.agent.base import AgentBase, StepContext, StepOutcome, register_agent
+from app.events.schemas import Message, MessageEvent, TextContent
+
+
+def _say(text: str) -> MessageEvent:
+    return MessageEvent(
+        source="agent", llm_message=Message(role="assistant", content=[TextContent(text=text)])
+    )
+
+
+def _label(ctx: StepContext) -> str:
+    return f"step {ctx.iteration + 1} thread={threading.current_thread().name}"
+
+
+class _Scripted(AgentBase):
+    def steps(self) -> int:
+        return int(self.spec.get("steps", 1))
+
+    def sleep(self) -> float:
+        return float(self.spec.get("sleep", 0))
+
+
+@register_agent
+class AsyncTestAgent(_Scripted):
+    """Overrides astep: runs on the event loop."""
+
+    kind = "AsyncTestAgent"
+
+    async def astep(self, ctx: StepContext) -> StepOutcome:
+        await asyncio.sleep(self.sleep())
+        await ctx.emit(_say(_label(ctx)))
+        return StepOutcome(finished=ctx.iteration + 1 >= self.steps())
+
+
+@register_agent
+class SyncTestAgent(_Scripted):
+    """Implements only step: its whole loop runs on the run pool."""
+
+    kind = "SyncTestAgent"
+
+    def step(self, ctx: StepContext) -> StepOutcome:
+        time.sleep(self.sleep())
+        ctx.emit_sync(_say(_label(ctx)))
+        return StepOutcome(finished=ctx.iteration + 1 >= self.steps())
+
+
+@register_agent
+class FanOutTestAgent(_Scripted):
+    """A sync agent whose step fans out parallel tool calls and waits for all of them."""
+
+    kind = "FanOutTestAgent"
+
+    def step(self, ctx: StepContext) -> StepOutcome:
+        fan_out = int(self.spec.get("fan_out", 4))
+        futures = [ctx.submit_tool(_tool, self.sleep()) for _ in range(fan_out)]
+        names = sorted({f.result(timeout=30) for f in futures})
+        ctx.emit_sync(_say(f"{_label(ctx)} tools={','.join(names)}"))
+        return StepOutcome(finished=True)
+
+
+def _tool(sleep: float) -> str:
+    time.sleep(sleep)
+    return threading.current_thread().name.rsplit("_", 1)[0]
+
+
+def agent_spec(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "llm": {"model": "unused"}, **extra}

@@ -1,0 +1,129 @@
+"""Fixtures for runs: a fake LLM process, and apps whose worker runs for real."""
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import tests.runs.agents  # noqa: F401  (registers the test agents)
+from app.db.session import Database
+from tests.conftest import make_app, serve_app
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {
+    "worker_poll_seconds": 0.05,
+    "control_poll_seconds": 0.05,
+    "sweeper_interval_seconds": 0.2,
+    "llm_retry_base_seconds": 0.01,
+}
+
+
+class FakeLLM:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.model_url = f"{base_url}/v1"
+
+    async def script(self, *replies: dict[str, Any], latency: float | None = None) -> None:
+        body: dict[str, Any] = {"replies": list(replies)}
+        if latency is not None:
+            body["latency"] = latency
+        async with httpx.AsyncClient() as client:
+            (await client.post(f"{self.base_url}/_script", json=body)).raise_for_status()
+
+    async def requests(self) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{self.base_url}/_requests")
+            result: list[dict[str, Any]] = response.json()
+            return result
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakellm", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        base = f"http://127.0.0.1:{int(line.split()[1])}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.post(f"{base}/_reset", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def llm(fake_llm_server: str) -> FakeLLM:
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{fake_llm_server}/_reset")).raise_for_status()
+    return FakeLLM(fake_llm_server)
+
+
+RunAppFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def run_app(db: Database, tmp_path: Path) -> RunAppFactory:
+    """An app with its worker running; settings override FAST defaults."""
+
+    @contextlib.asynccontextmanager
+    async def factory(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+        merged = {
+            **FAST,
+            "run_worker_enabled": True,
+            "workspace_root": tmp_path / "workspaces",
+            **settings,
+        }
+        app = make_app(db, **merged)
+        async with serve_app(app) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+    return factory
+
+
+async def wait_run(
+    client: httpx.AsyncClient, run_id: object, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = (await client.get(f"/api/runs/{run_id}")).json()
+        if run["status"] in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s: {run}")
+        await asyncio.sleep(0.05)
+
+
+async def events_of(client: httpx.AsyncClient, conversation_id: object) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    url = f"/api/conversations/{conversation_id}/events/search"
+    page_id = None
+    while True:
+        params: dict[str, Any] = {"limit": 100, **({"page_id": page_id} if page_id else {})}
+        body = (await client.get(url, params=params)).json()
+        items += body["items"]
+        page_id = body["next_page_id"]
+        if page_id is None:
+            return items
