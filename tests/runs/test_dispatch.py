@@ -69,7 +69,7 @@ async def test_parallel_tool_calls_of_a_sync_agent_do_not_deadlock_one_run_slot(
 ) -> None:
     """With max_concurrent_runs=1 the only run-pool thread waits for 4 parallel tool calls;
     they run on the tool pool. Checked once against a variant that submits the tools to the
-    run pool instead: it hung until the 30 s timeout."""
+    run pool instead: it hung until the 20 s wait ran out."""
     async with run_app(max_concurrent_runs=1, tool_pool_size=4) as client:
         cid, run_id = await _start(client, "FanOutTestAgent", fan_out=4, sleep=0.2)
         begun = time.monotonic()

@@ -1,0 +1,200 @@
+"""Run control across the database: one active run, pause, interrupt, fencing, recovery."""
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import utcnow
+from app.db.session import Database
+from app.events import service as events_service
+from app.events.schemas import ActionEvent
+from app.models import Conversation, Run
+from app.runs.sweeper import sweep_once
+from tests.conftest import create_conversation
+from tests.runs.agents import agent_spec
+from tests.runs.conftest import RunAppFactory, events_of, wait_run
+
+
+async def _conversation(client: httpx.AsyncClient, kind: str, **spec: object) -> str:
+    created = await create_conversation(client, agent=agent_spec(kind, **spec))
+    return str(created["id"])
+
+
+async def test_a_second_run_is_409_naming_the_active_one(run_app: RunAppFactory) -> None:
+    async with run_app(max_concurrent_runs=1) as client:
+        cid = await _conversation(client, "AsyncTestAgent", steps=2, sleep=0.3)
+        first = (await client.post(f"/api/conversations/{cid}/run")).json()
+        second = await client.post(f"/api/conversations/{cid}/run")
+        assert second.status_code == 409
+        assert second.json()["details"]["run_id"] == first["id"]
+        await wait_run(client, first["id"], {"completed"})
+        again = await client.post(f"/api/conversations/{cid}/run")
+        assert again.status_code == 202
+        await wait_run(client, again.json()["id"], {"completed"})
+        runs = (await client.get(f"/api/conversations/{cid}/runs?limit=1")).json()
+        assert runs["items"][0]["id"] == again.json()["id"] and runs["next_page_id"]
+        older = await client.get(
+            f"/api/conversations/{cid}/runs", params={"page_id": runs["next_page_id"]}
+        )
+        assert [r["id"] for r in older.json()["items"]] == [first["id"]]
+
+
+async def test_concurrent_starts_let_exactly_one_through(run_app: RunAppFactory) -> None:
+    """Two guards hold: the conditional status transition (checked: it alone still gave one
+    202 on Postgres with the unique index dropped) and the partial unique index (next test)."""
+    async with run_app(run_worker_enabled=False) as client:
+        cid = await _conversation(client, "AsyncTestAgent")
+        responses = await asyncio.gather(
+            *(client.post(f"/api/conversations/{cid}/run") for _ in range(20))
+        )
+    assert sorted(r.status_code for r in responses) == [202] + [409] * 19
+
+
+async def test_the_database_refuses_a_second_active_run(
+    run_app: RunAppFactory, db: Database
+) -> None:
+    """The partial unique index itself, with no application code in the way."""
+    async with run_app(run_worker_enabled=False) as client:
+        cid = uuid.UUID(await _conversation(client, "AsyncTestAgent"))
+    async with db.session(write=True) as session:
+        session.add(Run(conversation_id=cid, status="queued", created_at=utcnow()))
+        session.add(Run(conversation_id=cid, status="completed", created_at=utcnow()))
+    try:
+        async with db.session(write=True) as session:
+            session.add(Run(conversation_id=cid, status="running", created_at=utcnow()))
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError("a second active run was accepted")
+
+
+async def test_unknown_conversation_and_run_are_404(run_app: RunAppFactory) -> None:
+    async with run_app(run_worker_enabled=False) as client:
+        for path in ("run", "pause", "interrupt"):
+            response = await client.post(f"/api/conversations/{uuid.uuid4()}/{path}")
+            assert response.status_code == 404, path
+        assert (await client.get(f"/api/runs/{uuid.uuid4()}")).status_code == 404
+        assert (await client.get(f"/api/conversations/{uuid.uuid4()}/runs")).status_code == 404
+        cid = await _conversation(client, "AsyncTestAgent")
+        assert (await client.post(f"/api/conversations/{cid}/pause")).status_code == 409
+
+
+async def test_pause_stops_after_the_current_step(run_app: RunAppFactory) -> None:
+    async with run_app() as client:
+        cid = await _conversation(client, "AsyncTestAgent", steps=50, sleep=0.2)
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        await asyncio.sleep(0.3)
+        paused = await client.post(f"/api/conversations/{cid}/pause")
+        assert paused.status_code == 202
+        done = await wait_run(client, run["id"], {"cancelled", "completed", "failed"})
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+        events = await events_of(client, cid)
+    assert done["status"] == "cancelled" and done["stop_reason"] == "paused", done
+    assert 1 <= done["iterations"] < 50
+    assert conversation["execution_status"] == "paused"
+    kinds = [e["kind"] for e in events]
+    assert "PauseEvent" in kinds
+    assert events[-1]["kind"] == "ConversationStateUpdateEvent"
+    assert events[-1]["value"] == "paused"
+
+
+async def test_pause_of_a_queued_run_cancels_it_at_once(run_app: RunAppFactory) -> None:
+    async with run_app(run_worker_enabled=False) as client:
+        cid = await _conversation(client, "AsyncTestAgent")
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        paused = (await client.post(f"/api/conversations/{cid}/pause")).json()
+        assert paused["id"] == run["id"] and paused["status"] == "cancelled"
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+        assert conversation["execution_status"] == "paused"
+
+
+async def test_interrupt_cancels_the_in_flight_step(run_app: RunAppFactory) -> None:
+    async with run_app() as client:
+        cid = await _conversation(client, "AsyncTestAgent", steps=1, sleep=30)
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        begun = asyncio.get_running_loop().time()
+        assert (await client.post(f"/api/conversations/{cid}/interrupt")).status_code == 202
+        done = await wait_run(client, run["id"], {"interrupted", "completed", "failed"}, 10)
+        took = asyncio.get_running_loop().time() - begun
+        events = await events_of(client, cid)
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert done["status"] == "interrupted" and done["iterations"] == 0, done
+    assert took < 5, "the 30 s step was cancelled, not waited for"
+    assert "InterruptEvent" in [e["kind"] for e in events]
+    assert conversation["execution_status"] == "paused"
+
+
+async def test_a_runner_that_lost_its_lease_writes_nothing_more(
+    run_app: RunAppFactory, db: Database
+) -> None:
+    """Another worker takes the run over (a new lease epoch): the first runner's next write is
+    refused by the fence and it stops. Control polling is slowed to 30 s so that the fence,
+    not the control loop, is what stops it. Checked once against a runner without the fence
+    check: it kept appending events after the takeover."""
+    async with run_app(control_poll_seconds=30) as client:
+        cid = await _conversation(client, "AsyncTestAgent", steps=100, sleep=0.1)
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        await asyncio.sleep(0.3)
+        async with db.session(write=True) as session:
+            await session.execute(
+                update(Run)
+                .where(Run.id == uuid.UUID(run["id"]))
+                .values(lease_epoch=Run.lease_epoch + 1, worker_id="someone-else")
+            )
+        taken_at = (await client.get(f"/api/conversations/{cid}")).json()["last_seq"]
+        await asyncio.sleep(1.0)
+        after = (await client.get(f"/api/conversations/{cid}")).json()["last_seq"]
+        still = (await client.get(f"/api/runs/{run['id']}")).json()
+        worker = client.app.state.worker  # type: ignore[attr-defined]
+        assert uuid.UUID(run["id"]) not in worker.runners, "the runner stopped"
+    assert after <= taken_at + 1, "at most a write already past its fence check"
+    assert still["status"] == "running" and still["worker_id"] == "someone-else"
+
+
+async def test_sweeper_fails_runs_whose_lease_expired(run_app: RunAppFactory, db: Database) -> None:
+    """A run held by a dead worker, with an action that never got its observation."""
+    async with run_app(run_worker_enabled=False) as client:
+        cid = await _conversation(client, "AsyncTestAgent")
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        conversation_id, run_id = uuid.UUID(cid), uuid.UUID(run["id"])
+        async with db.session(write=True) as session:
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status="running",
+                    worker_id="dead-worker",
+                    lease_epoch=1,
+                    started_at=utcnow() - timedelta(seconds=5),
+                    lease_expires_at=utcnow() - timedelta(seconds=1),
+                )
+            )
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(execution_status="running")
+            )
+            action = ActionEvent(tool_name="terminal", tool_call_id="call_lost", arguments={})
+            await events_service.append(session, conversation_id, [action])
+        assert await sweep_once(db) == 1
+        assert await sweep_once(db) == 0
+        swept = (await client.get(f"/api/runs/{run_id}")).json()
+        events = await events_of(client, cid)
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+        again = await client.post(f"/api/conversations/{cid}/run")
+    assert swept["status"] == "failed" and swept["stop_reason"] == "worker_lost"
+    errors = [e for e in events if e["kind"] == "AgentErrorEvent"]
+    assert [e["tool_call_id"] for e in errors] == ["call_lost"]
+    assert any(e["kind"] == "ConversationErrorEvent" for e in events)
+    assert conversation["execution_status"] == "error"
+    assert again.status_code == 202, "the conversation accepts a new run"
+    async with db.session(write=False) as session:
+        epoch = (await session.execute(select(Run.lease_epoch).where(Run.id == run_id))).scalar()
+    assert epoch == 2, "failing the run fenced off the lost worker"
