@@ -100,7 +100,10 @@ class LLMAgent(AgentBase):
         )
 
     def init_context(self, ctx: StepContext, history: list[dict[str, Any]]) -> None:
-        for event in history:
+        # The system prompt leads the context even when it was recorded after the first
+        # user message (it is written when the first run starts).
+        prompts = [e for e in history if e["kind"] == "SystemPromptEvent"][-1:]
+        for event in prompts + [e for e in history if e["kind"] != "SystemPromptEvent"]:
             event_to_messages(event, ctx.messages)
 
     def _llm_kwargs(self) -> dict[str, Any]:
@@ -112,7 +115,13 @@ class LLMAgent(AgentBase):
         api_key = llm.pop("api_key", None) or (
             self.settings.llm_api_key.get_secret_value() if self.settings.llm_api_key else None
         )
-        kwargs: dict[str, Any] = {"model": model, "timeout": self.settings.llm_timeout_seconds}
+        # max_retries=0: the client's own silent retries are off; _complete retries transient
+        # errors itself, with backoff, and records every attempt in llm_calls.
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "timeout": self.settings.llm_timeout_seconds,
+            "max_retries": 0,
+        }
         kwargs.update(llm)
         if base_url:
             kwargs["api_base"] = base_url

@@ -104,15 +104,15 @@ def run_app(db: Database, tmp_path: Path) -> RunAppFactory:
 
 
 async def wait_run(
-    client: httpx.AsyncClient, run_id: object, statuses: set[str], timeout: float = 30
+    client: httpx.AsyncClient, run_id: object, statuses: set[str], wait: float = 30
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait
     while True:
         run: dict[str, Any] = (await client.get(f"/api/runs/{run_id}")).json()
         if run["status"] in statuses:
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s: {run}")
+            raise AssertionError(f"run {run_id} still {run['status']} after {wait} s: {run}")
         await asyncio.sleep(0.05)
 
 

@@ -1,6 +1,7 @@
 """Dispatch by capability, the run cap, and the separate tool pool."""
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -59,7 +60,7 @@ async def test_max_concurrent_runs_caps_all_runs_and_queues_in_order(
         for kind in ("SyncTestAgent", "AsyncTestAgent", "SyncTestAgent"):
             started.append(await _start(client, kind, steps=2, sleep=0.15))
         runs = [await wait_run(client, run_id, {"completed"}) for _, run_id in started]
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert earlier["started_at"] < later["started_at"], "runs start in queue order"
         assert earlier["finished_at"] <= later["started_at"], "never two at once with 1 slot"
 
@@ -73,12 +74,14 @@ async def test_parallel_tool_calls_of_a_sync_agent_do_not_deadlock_one_run_slot(
     async with run_app(max_concurrent_runs=1, tool_pool_size=4) as client:
         cid, run_id = await _start(client, "FanOutTestAgent", fan_out=4, sleep=0.2)
         begun = time.monotonic()
-        run = await wait_run(client, run_id, {"completed", "failed"}, timeout=20)
+        run = await wait_run(client, run_id, {"completed", "failed"}, wait=20)
         elapsed = time.monotonic() - begun
         events = await events_of(client, cid)
     assert run["status"] == "completed", run
     text = next(e for e in events if e["kind"] == "MessageEvent")["llm_message"]["content"][0]
-    assert "tools=tool" in text["text"] and "conversation-run" not in text["text"].split("tools=")[1]
+    assert (
+        "tools=tool" in text["text"] and "conversation-run" not in text["text"].split("tools=")[1]
+    )
     assert elapsed < 10
 
 

@@ -1,0 +1,219 @@
+"""The LLM agent through litellm against the fake OpenAI-compatible server on 127.0.0.1."""
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from app.db.session import Database
+from app.models import LLMCall
+from tests.conftest import create_conversation
+from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
+
+
+def _agent(llm: FakeLLM, **extra: Any) -> dict[str, Any]:
+    return {
+        "llm": {"model": "openai/fake-model", "base_url": llm.model_url, "api_key": "k"},
+        **extra,
+    }
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments}
+
+
+async def _run(
+    client: httpx.AsyncClient, agent: dict[str, Any], text: str, **conv: Any
+) -> tuple[str, dict[str, Any]]:
+    conversation = await create_conversation(
+        client,
+        agent=agent,
+        initial_message={"content": [{"type": "text", "text": text}]},
+        **conv,
+    )
+    cid = str(conversation["id"])
+    response = await client.post(f"/api/conversations/{cid}/run")
+    assert response.status_code == 202, response.text
+    run = await wait_run(
+        client, response.json()["id"], {"completed", "failed", "interrupted", "cancelled"}
+    )
+    return cid, run
+
+
+async def test_tool_calls_become_actions_and_observations(
+    run_app: RunAppFactory, llm: FakeLLM, tmp_path: Path, db: Database
+) -> None:
+    await llm.script(
+        {"text": "Let me think.", "tool_calls": [_call("think", thought="plan")]},
+        {
+            "tool_calls": [
+                _call("file_editor", command="create", path="notes/a.txt", file_text="hi")
+            ]
+        },
+        {"tool_calls": [_call("finish", message="all done")]},
+    )
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "write a note")
+        events = await events_of(client, cid)
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert run["status"] == "completed" and run["stop_reason"] == "finished", run
+    assert run["iterations"] == 3
+    kinds = [e["kind"] for e in events if e["kind"] != "ConversationStateUpdateEvent"]
+    assert kinds == [
+        "MessageEvent", "SystemPromptEvent",
+        "ActionEvent", "ObservationEvent",
+        "ActionEvent", "ObservationEvent",
+        "ActionEvent", "ObservationEvent",
+    ]  # fmt: skip
+    actions = [e for e in events if e["kind"] == "ActionEvent"]
+    observations = [e for e in events if e["kind"] == "ObservationEvent"]
+    assert actions[0]["thought"] == [{"type": "text", "text": "Let me think."}]
+    assert actions[1]["arguments"]["path"] == "notes/a.txt"
+    for action, observation in zip(actions, observations, strict=True):
+        assert observation["tool_call_id"] == action["tool_call_id"]
+        assert observation["action_id"] == action["id"]
+    note = tmp_path / "workspaces" / cid / "notes" / "a.txt"
+    assert await asyncio.to_thread(note.read_text) == "hi"
+    assert conversation["execution_status"] == "finished"
+    assert conversation["stats"]["llm_calls"] == 3
+    assert conversation["stats"]["prompt_tokens"] == 33
+    async with db.session(write=False) as session:
+        calls = (
+            (
+                await session.execute(
+                    select(LLMCall).where(LLMCall.conversation_id == uuid.UUID(cid))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(calls) == 3 and all(c.error is None and c.latency_ms > 0 for c in calls)
+    assert all(c.cost_usd is None for c in calls), "no price for a fake model: unknown, not 0"
+    requests = await llm.requests()
+    assert requests[0]["messages"][0]["role"] == "system"
+    assert requests[0]["messages"][1] == {"role": "user", "content": "write a note"}
+    assert {t["function"]["name"] for t in requests[0]["tools"]} == {
+        "finish",
+        "think",
+        "file_editor",
+    }
+    last = requests[2]["messages"]
+    assert [m["role"] for m in last[-4:]] == ["assistant", "tool", "assistant", "tool"]
+
+
+async def test_a_plain_reply_ends_the_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    await llm.script({"text": "Hello there!"})
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "hi")
+        events = await events_of(client, cid)
+    assert run["status"] == "completed"
+    reply = [e for e in events if e["kind"] == "MessageEvent" and e["source"] == "agent"]
+    assert reply[0]["llm_message"]["content"][0]["text"] == "Hello there!"
+
+
+async def test_transient_errors_are_retried(
+    run_app: RunAppFactory, llm: FakeLLM, db: Database
+) -> None:
+    await llm.script({"error": 429, "message": "slow down"}, {"error": 503})
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "hi")
+    assert run["status"] == "completed", run
+    async with db.session(write=False) as session:
+        errors = (
+            (
+                await session.execute(
+                    select(LLMCall.error).where(LLMCall.conversation_id == uuid.UUID(cid))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sum(e is not None for e in errors) == 2 and len(errors) == 3
+
+
+async def test_a_fatal_llm_error_fails_the_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    await llm.script({"error": 400, "message": "bad request from the model"})
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "hi")
+        events = await events_of(client, cid)
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert run["status"] == "failed" and run["stop_reason"] == "error", run
+    assert "bad request from the model" in run["error"]
+    errors = [e for e in events if e["kind"] == "ConversationErrorEvent"]
+    assert errors and "bad request" in errors[0]["detail"]
+    assert conversation["execution_status"] == "error"
+
+
+async def test_max_iterations_stops_the_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    await llm.script(*[{"tool_calls": [_call("think", thought=f"t{i}")]} for i in range(10)])
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "loop", max_iterations=3)
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert run["status"] == "completed" and run["stop_reason"] == "max_iterations", run
+    assert run["iterations"] == 3
+    assert conversation["execution_status"] == "paused"
+
+
+async def test_tool_errors_are_observations_not_failures(
+    run_app: RunAppFactory, llm: FakeLLM, tmp_path: Path
+) -> None:
+    await llm.script(
+        {
+            "tool_calls": [
+                _call("file_editor", command="create", path="../escape.txt", file_text="x")
+            ]
+        },
+        {"tool_calls": [{"name": "nope", "arguments": {}}]},
+        {"tool_calls": [{"name": "think", "raw_arguments": "{not json"}]},
+    )
+    async with run_app() as client:
+        cid, run = await _run(client, _agent(llm), "try things")
+        events = await events_of(client, cid)
+    assert run["status"] == "completed", run
+    errors = [e["error"] for e in events if e["kind"] == "AgentErrorEvent"]
+    assert len(errors) == 3
+    assert "outside the workspace" in errors[0]
+    assert "unknown tool" in errors[1]
+    assert "not valid JSON" in errors[2]
+    assert not await asyncio.to_thread((tmp_path / "workspaces" / "escape.txt").exists)
+
+
+async def test_terminal_is_off_unless_enabled(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    await llm.script(
+        {"tool_calls": [_call("terminal", command="echo hi")]},
+    )
+    async with run_app() as client:
+        cid, _ = await _run(client, _agent(llm), "run it")
+        events = await events_of(client, cid)
+    errors = [e["error"] for e in events if e["kind"] == "AgentErrorEvent"]
+    assert errors and "unknown tool 'terminal'" in errors[0]
+    await llm.script({"tool_calls": [_call("terminal", command="echo hi from bash")]})
+    async with run_app(enable_terminal=True) as client:
+        cid, _ = await _run(client, _agent(llm), "run it")
+        events = await events_of(client, cid)
+    outputs = [e["content"][0]["text"] for e in events if e["kind"] == "ObservationEvent"]
+    assert outputs and "hi from bash" in outputs[0]
+
+
+async def test_the_context_is_built_once_per_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    """A second run starts from the stored events: the LLM sees the first run's exchange."""
+    await llm.script({"text": "first answer"}, {"text": "second answer"})
+    async with run_app() as client:
+        cid, _first = await _run(client, _agent(llm), "question one")
+        await client.post(
+            f"/api/conversations/{cid}/events",
+            json={"content": [{"type": "text", "text": "question two"}]},
+        )
+        second = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, second["id"], {"completed"})
+        events = await events_of(client, cid)
+    assert sum(e["kind"] == "SystemPromptEvent" for e in events) == 1
+    messages = (await llm.requests())[1]["messages"]
+    assert [(m["role"], m.get("content")) for m in messages[1:]] == [
+        ("user", "question one"),
+        ("assistant", "first answer"),
+        ("user", "question two"),
+    ]
