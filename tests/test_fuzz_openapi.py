@@ -11,30 +11,34 @@ item per operation. Every response must pass:
 - content_type_conformance and response_headers_conformance: declared media type and headers.
 
 Deliberate 4xx answers to invalid input are not judged (no status_code_conformance,
-positive_data_acceptance or negative_data_rejection), but a declared 4xx status must still
-carry a body that matches ErrorResponse.
+positive_data_acceptance or negative_data_rejection), but a 4xx the operation declares must
+still carry a body that matches ErrorResponse.
 
 The schema is built from the code (create_app().openapi()) at collection time, because
-schemathesis' fixture-based loader does not work on pytest 9.2; the server fixture asserts that
-the running server serves exactly that document at /openapi.json, and every request goes to it.
+schemathesis' fixture-based loader (`schemathesis.pytest.from_fixture`, 4.32) does not work on
+pytest 9.2; the server fixture asserts that the running server serves exactly that document at
+/openapi.json, and every request goes to that server. Its run worker is off, so no run ever
+calls an LLM; the run endpoints are fuzzed all the same.
 
 Seeded rows (schema hooks, about half of the fuzzed cases each): path parameters and id lists
 name seeded rows (DELETE gets its own sacrificial conversations), `page_id` gets real cursors,
 If-Match gets well-formed ETags (`*`, stale, lists, beyond int32) and appends get a storable
-message with arbitrary text, so that later searches and counts run over odd stored text. After each id-taking operation the `_reaches_seeded_rows` fixture asserts that it
-answered 2xx for a seeded id at least once, so the hooks cannot silently stop working. A
+message with arbitrary text, so that later searches and counts run over odd stored text. After
+each conversation or event operation, the `_reaches_seeded_rows` fixture asserts that it
+answered 2xx for a seeded id at least once, so the hooks cannot silently stop applying. A
 failing request's report carries the server log written while it ran (a 500's traceback).
 
 Deterministic: a fixed seed, derandomized Hypothesis, no example database, no deadline, at most
-MAX_EXAMPLES fuzzed cases per operation. Hypothesis' own cache goes to the temp directory, not
-into the repository.
+MAX_EXAMPLES fuzzed cases per operation. Hypothesis' cache of the constants it finds in local
+modules goes to the temp directory, not into the repository.
 
-Checked once against a deliberately broken variant: in a scratch copy of the repository,
-GET /api/conversations/count answered `str(count)` (a JSON string where the schema says
-integer) and GET /api/conversations/{conversation_id}/events/{event_id} raised RuntimeError for
-an existing event; this test failed on both (response_schema_conformance for the first,
-not_a_server_error with the server's traceback for the second) and passed again on the
-unbroken code.
+Checked once against a deliberately broken variant (a scratch copy of the repository):
+GET /api/conversations/count raised RuntimeError for `status=paused`, and
+GET /api/conversations/{conversation_id}/events/{event_id} answered `seq` as a JSON string. The
+test failed on both items: ST101 Server error with `curl ... /count?status=paused` and the
+server's traceback ending in the RuntimeError (found by the coverage phase), and ST108 Response
+violates schema for the event (reachable only through a seeded event id). On the unbroken copy
+all items passed.
 """
 
 import os
@@ -99,6 +103,13 @@ CONFIG = {
     "phases": {"stateful": {"enabled": False}},
 }
 
+# The document /openapi.json serves (the server fixture checks that it is the same).
+fuzz = schemathesis.openapi.from_dict(
+    create_app(Settings(_env_file=None, database_url="sqlite+aiosqlite://")).openapi(),  # type: ignore[call-arg]
+    config=schemathesis.Config.from_dict(CONFIG),
+)
+
+
 # Operations that take a conversation id: each must answer 2xx for a seeded id at least once.
 ID_OPERATIONS = {
     "GET /api/conversations/{conversation_id}",
@@ -120,7 +131,10 @@ class Seeds:
     deletable_ids: list[str] = field(default_factory=list)  # DELETE's own conversations
     event_ids: list[tuple[str, str]] = field(default_factory=list)  # (conversation, event)
     cursors: list[str] = field(default_factory=list)  # real next_page_id values
-    # Per pytest item: statuses of requests whose path named a seeded conversation.
+    run_ids: list[str] = field(default_factory=list)  # queued runs (no worker runs them)
+    # Per pytest item: its operation, and the statuses of requests that named a seeded
+    # conversation in their path.
+    operation: str | None = None
     seeded_statuses: Counter[int] = field(default_factory=Counter)
     item_failed: bool = False
 
@@ -211,6 +225,10 @@ def _seed(client: httpx.Client) -> Seeds:
             seeds.cursors.append(page.json()["next_page_id"])
     page = client.get("/api/conversations/search", params={"limit": 2})
     seeds.cursors.append(page.json()["next_page_id"])
+    if "/api/conversations/{conversation_id}/run" in fuzz.raw_schema["paths"]:
+        response = client.post(f"/api/conversations/{seeds.conversation_ids[0]}/run")
+        assert response.status_code == 202, response.text
+        seeds.run_ids.append(str(response.json()["id"]))
     assert all(seeds.cursors), seeds.cursors
     return seeds
 
@@ -225,6 +243,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         "AGENT_SERVER_DATABASE_URL": url,
         "AGENT_SERVER_SESSION_API_KEYS": "",
         "AGENT_SERVER_LOG_LEVEL": "INFO",
+        # No run ever executes: a run would call an LLM (litellm) with whatever model and
+        # base_url the fuzzer put in a conversation. Runs are still created, paused and read.
+        "AGENT_SERVER_RUN_WORKER_ENABLED": "false",
+        "AGENT_SERVER_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     try:
         # A file, not a pipe: nothing reads the log while the server runs, and a full pipe
@@ -245,7 +268,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                 assert served.status_code == 200, served.text
                 assert served.json() == fuzz.raw_schema, "the server serves another OpenAPI"
                 seeds = _seed(client)
-            SEEDS.__dict__.update(seeds.__dict__)
+            vars(SEEDS).update(vars(seeds))
             yield server
         finally:
             if proc.poll() is None:
@@ -260,11 +283,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 @pytest.fixture(autouse=True)
-def _reaches_seeded_rows(request: pytest.FixtureRequest) -> Iterator[None]:
+def _reaches_seeded_rows() -> Iterator[None]:
+    SEEDS.operation = None
     SEEDS.seeded_statuses.clear()
     SEEDS.item_failed = False
     yield
-    label = getattr(request.node, "operation_label", None)
+    label = SEEDS.operation
     if SEEDS.item_failed or label not in ID_OPERATIONS:
         return
     assert any(status < 300 for status in SEEDS.seeded_statuses), (
@@ -291,21 +315,19 @@ def _prepend_known(
     return st.one_of(st.just(query), some_known.map(lambda ids: {**query, key: ids + generated}))
 
 
-fuzz = schemathesis.openapi.from_dict(
-    create_app(Settings(_env_file=None, database_url="sqlite+aiosqlite://")).openapi(),  # type: ignore[call-arg]
-    config=schemathesis.Config.from_dict(CONFIG),
-)
-
-
 @fuzz.hook("flatmap_path_parameters")
 def _seeded_path(
     context: schemathesis.HookContext, path_parameters: dict[str, Any] | None
 ) -> st.SearchStrategy[dict[str, Any] | None]:
     operation = context.operation
-    if operation is None or not path_parameters or "conversation_id" not in path_parameters:
+    if operation is None or not path_parameters:
         return st.just(path_parameters)
-    if "event_id" in path_parameters:
+    if "run_id" in path_parameters:
+        known = [{"run_id": r} for r in SEEDS.run_ids]
+    elif "event_id" in path_parameters:
         known = [{"conversation_id": c, "event_id": e} for c, e in SEEDS.event_ids]
+    elif "conversation_id" not in path_parameters:
+        known = []
     elif operation.method.upper() == "DELETE":
         # Deleting the shared seeded conversations would leave later operations no rows.
         known = [{"conversation_id": c} for c in SEEDS.deletable_ids]
@@ -377,6 +399,7 @@ def _count_seeded(
 def test_api_answers_no_5xx_and_conforms_to_its_openapi(
     case: schemathesis.Case, live_server: LiveServer
 ) -> None:
+    SEEDS.operation = case.operation.label
     offset = live_server.log_offset()
     try:
         case.call_and_validate(

@@ -31,7 +31,9 @@ class ImageContent(BaseModel):
 
 def _content_type(value: Any) -> str | None:
     if isinstance(value, dict):
-        kind = value.get("type", "text")  # `type` defaults to "text", as the schema says
+        # Without `type`, the fields tell (both models default it): image_urls means image.
+        default = "image" if "image_urls" in value and "text" not in value else "text"
+        kind = value.get("type", default)
         return kind if isinstance(kind, str) else None
     return getattr(value, "type", None)
 
