@@ -138,79 +138,183 @@ class LLMAgent(AgentBase):
                 response = await litellm.acompletion(
                     messages=_for_llm(ctx.messages), tools=[t.schema() for t in tools], **kwargs
                 )
-            except TRANSIENT as exc:
-                await ctx.record_llm_call(_failed_call(kwargs["model"], started, exc))
-                if attempt >= self.settings.llm_max_retries:
-                    raise
-                await asyncio.sleep(self.settings.llm_retry_base_seconds * 2**attempt)
-                attempt += 1
-                continue
             except Exception as exc:
                 await ctx.record_llm_call(_failed_call(kwargs["model"], started, exc))
-                raise
+                if not self._retry(exc, attempt):
+                    raise
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+                continue
             await ctx.record_llm_call(_usage(kwargs["model"], started, response))
             return response
+
+    def _retry(self, exc: Exception, attempt: int) -> bool:
+        return isinstance(exc, TRANSIENT) and attempt < self.settings.llm_max_retries
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.settings.llm_retry_base_seconds * 2**attempt)
 
     async def astep(self, ctx: StepContext) -> StepOutcome:
         tools = self._tools()
         response = await self._complete(ctx, tools)
-        message = response.choices[0].message
-        content = message.content or ""
-        calls = list(message.tool_calls or [])
-        if not calls:
-            reply = Message(role="assistant", content=[TextContent(text=content)])
-            await ctx.emit(MessageEvent(source="agent", llm_message=reply))
-            ctx.messages.append({"role": "assistant", "content": content})
-            return StepOutcome(finished=True)
-        actions = []
-        for index, call in enumerate(calls):
-            arguments, _problem = parse_arguments(call.function.arguments)
-            actions.append(
-                ActionEvent(
-                    tool_name=call.function.name or "",
-                    tool_call_id=call.id,
-                    arguments=arguments,
-                    thought=[TextContent(text=content)] if content and index == 0 else [],
-                    llm_response_id=getattr(response, "id", None),
-                )
-            )
+        reply, actions = _read_response(response)
+        if reply is not None:
+            await ctx.emit(reply)
+            return _replied(ctx, reply)
         stored = await ctx.emit(*actions)
-        for event in stored:
-            event_to_messages(event, ctx.messages)
+        calls = _calls(response)
+        planned = _plan(ctx, tools, calls, stored)
         results = await asyncio.gather(
-            *(
-                self._run_tool(ctx, tools, call, event)
-                for call, event in zip(calls, stored, strict=True)
+            *(ctx.run_tool(*job) if job else _no_tool() for job, _ in planned)
+        )
+        answers = [
+            _answer(call, action, result, problem)
+            for (_, problem), call, action, result in zip(
+                planned, calls, stored, results, strict=True
+            )
+        ]
+        for event in await ctx.emit(*(event for event, _ in answers)):
+            event_to_messages(event, ctx.messages)
+        return StepOutcome(finished=any(finish for _, finish in answers))
+
+
+@register_agent
+class SyncLLMAgent(LLMAgent):
+    """The same agent through litellm's sync client: it implements only `step`, so the runner
+    runs its whole loop on the run pool; its tool calls go to the tool pool."""
+
+    kind = "SyncLLMAgent"
+    astep = AgentBase.astep  # sync-only: dispatch must not take it for a native async agent
+
+    def _complete_sync(self, ctx: StepContext, tools: list[Tool]) -> Any:
+        kwargs = self._llm_kwargs()
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = litellm.completion(
+                    messages=_for_llm(ctx.messages), tools=[t.schema() for t in tools], **kwargs
+                )
+            except Exception as exc:
+                ctx.record_llm_call_sync(_failed_call(kwargs["model"], started, exc))
+                if not self._retry(exc, attempt):
+                    raise
+                ctx.interrupted.wait(self._backoff(attempt))
+                ctx.check_interrupted()
+                attempt += 1
+                continue
+            ctx.record_llm_call_sync(_usage(kwargs["model"], started, response))
+            return response
+
+    def step(self, ctx: StepContext) -> StepOutcome:
+        tools = self._tools()
+        response = self._complete_sync(ctx, tools)
+        ctx.check_interrupted()
+        reply, actions = _read_response(response)
+        if reply is not None:
+            ctx.emit_sync(reply)
+            return _replied(ctx, reply)
+        stored = ctx.emit_sync(*actions)
+        calls = _calls(response)
+        planned = _plan(ctx, tools, calls, stored)
+        futures = [ctx.submit_tool(*job) if job else None for job, _ in planned]
+        answers = []
+        for (_, problem), call, action, future in zip(planned, calls, stored, futures, strict=True):
+            result = None if future is None else _wait(ctx, future)
+            answers.append(_answer(call, action, result, problem))
+        stored_answers = ctx.emit_sync(*(event for event, _ in answers))
+        for event in stored_answers:
+            event_to_messages(event, ctx.messages)
+        return StepOutcome(finished=any(finish for _, finish in answers))
+
+
+def _wait(ctx: StepContext, future: Any) -> ToolResult:
+    while True:
+        ctx.check_interrupted()
+        try:
+            result: ToolResult = future.result(timeout=0.1)
+            return result
+        except TimeoutError:
+            continue
+
+
+async def _no_tool() -> None:
+    return None
+
+
+def _calls(response: Any) -> list[Any]:
+    return list(response.choices[0].message.tool_calls or [])
+
+
+def _read_response(response: Any) -> tuple[MessageEvent | None, list[ActionEvent]]:
+    """A plain reply (no tool calls) or the actions the LLM asked for."""
+    message = response.choices[0].message
+    content = message.content or ""
+    calls = _calls(response)
+    if not calls:
+        reply = Message(role="assistant", content=[TextContent(text=content)])
+        return MessageEvent(source="agent", llm_message=reply), []
+    actions = []
+    for index, call in enumerate(calls):
+        arguments, _problem = parse_arguments(call.function.arguments)
+        actions.append(
+            ActionEvent(
+                tool_name=call.function.name or "",
+                tool_call_id=call.id,
+                arguments=arguments,
+                thought=[TextContent(text=content)] if content and index == 0 else [],
+                llm_response_id=getattr(response, "id", None),
             )
         )
-        answers = [answer for answer, _ in results]
-        for event in await ctx.emit(*answers):
-            event_to_messages(event, ctx.messages)
-        return StepOutcome(finished=any(finish for _, finish in results))
+    return None, actions
 
-    async def _run_tool(
-        self, ctx: StepContext, tools: list[Tool], call: Any, action: dict[str, Any]
-    ) -> tuple[EventBase, bool]:
+
+def _replied(ctx: StepContext, reply: MessageEvent) -> StepOutcome:
+    text = "".join(p.text for p in reply.llm_message.content if isinstance(p, TextContent))
+    ctx.messages.append({"role": "assistant", "content": text})
+    return StepOutcome(finished=True)
+
+
+Job = tuple[Any, dict[str, Any], Any, Any]
+
+
+def _plan(
+    ctx: StepContext, tools: list[Tool], calls: list[Any], stored: list[dict[str, Any]]
+) -> list[tuple[Job | None, str | None]]:
+    """Per call: the tool job to run, or the problem that stops it from running."""
+    for event in stored:
+        event_to_messages(event, ctx.messages)
+    by_name = {t.name: t for t in tools}
+    planned: list[tuple[Job | None, str | None]] = []
+    for call in calls:
         name = call.function.name or ""
-        by_name = {t.name: t for t in tools}
         arguments, problem = parse_arguments(call.function.arguments)
         tool = by_name.get(name)
-        if tool is None or problem is not None:
-            error = problem or f"unknown tool {name!r}; available: {sorted(by_name)}"
-            return AgentErrorEvent(error=error, tool_name=name, tool_call_id=call.id), False
-        result: ToolResult = await ctx.run_tool(tool.run, arguments, ctx.workspace, ctx.settings)
-        if result.is_error:
-            return (
-                AgentErrorEvent(error=result.text, tool_name=name, tool_call_id=call.id),
-                False,
-            )
-        observation = ObservationEvent(
-            tool_name=name,
-            tool_call_id=call.id,
-            action_id=action["id"],
-            content=[TextContent(text=result.text)],
-        )
-        return observation, result.finish
+        if tool is None:
+            problem = f"unknown tool {name!r}; available: {sorted(by_name)}"
+        if problem is not None or tool is None:
+            planned.append((None, problem))
+        else:
+            planned.append(((tool.run, arguments, ctx.workspace, ctx.settings), None))
+    return planned
+
+
+def _answer(
+    call: Any, action: dict[str, Any], result: ToolResult | None, problem: str | None
+) -> tuple[EventBase, bool]:
+    name = call.function.name or ""
+    if result is None or result.is_error:
+        error = problem if result is None else result.text
+        return AgentErrorEvent(
+            error=error or "no result", tool_name=name, tool_call_id=call.id
+        ), False
+    observation = ObservationEvent(
+        tool_name=name,
+        tool_call_id=call.id,
+        action_id=action["id"],
+        content=[TextContent(text=result.text)],
+    )
+    return observation, result.finish
 
 
 def _usage(model: str, started: float, response: Any) -> LLMCallRecord:

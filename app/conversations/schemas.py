@@ -32,7 +32,9 @@ class LLMConfig(BaseModel):
     """LLM settings; extra fields (temperature, ...) are passed through to the client."""
 
     model_config = ConfigDict(extra="allow")
-    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="litellm model name; default AGENT_SERVER_LLM_MODEL"
+    )
     base_url: str | None = None
     api_key: SecretStr | None = None
 

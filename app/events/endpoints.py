@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
 
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import Unprocessable, error_responses
@@ -20,6 +20,7 @@ from app.events.schemas import (
     UserMessageCreate,
 )
 from app.http import JSONBytes
+from app.runs import service as runs_service
 
 router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
 
@@ -81,15 +82,25 @@ FilterDep = Annotated[service.EventFilter, Depends(event_filter)]
     "",
     response_model=MessageEvent,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 409, 422),
 )
 async def send_message(
-    conversation_id: uuid.UUID, body: UserMessageCreate, session: WriteSessionDep
+    conversation_id: uuid.UUID,
+    body: UserMessageCreate,
+    session: WriteSessionDep,
+    request: Request,
+    background: BackgroundTasks,
 ) -> JSONBytes:
-    """Append a user message; the answer carries its seq."""
+    """Append a user message; the answer carries its seq. With `run`, start a run (an active
+    run takes the message at its next step); the run's id is in the X-Run-Id header."""
     event = MessageEvent(source="user", llm_message=Message(role="user", content=body.content))
     (stored,) = await service.append(session, conversation_id, [event])
-    return JSONBytes(stored, status_code=status.HTTP_201_CREATED)
+    headers = {}
+    if body.run:
+        run = await runs_service.start_unless_active(session, conversation_id)
+        runs_service.wake_worker(request, background, run.id)
+        headers["X-Run-Id"] = str(run.id)
+    return JSONBytes(stored, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get("/search", response_model=EventPage, responses=error_responses(400, 401, 404, 422))

@@ -13,15 +13,6 @@ from app.runs.schemas import RunPage, RunRead
 router = APIRouter(tags=["runs"])
 
 
-def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID) -> None:
-    """After the response (so after the commit), tell this process's worker to look now.
-    Workers in other processes find the change at their next poll."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        background.add_task(worker.wake)
-        background.add_task(worker.nudge, run_id)
-
-
 @router.post(
     "/conversations/{conversation_id}/run",
     response_model=RunRead,
@@ -36,7 +27,7 @@ async def start_run(
 ) -> RunRead:
     """Queue a run of the conversation; it starts when a worker has a free slot."""
     run = await service.start(session, conversation_id)
-    wake_worker(request, background, run.id)
+    service.wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
 
@@ -54,7 +45,7 @@ async def pause_run(
 ) -> RunRead:
     """Stop the active run after its current step."""
     run = await service.pause(session, conversation_id)
-    wake_worker(request, background, run.id)
+    service.wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
 
@@ -72,7 +63,7 @@ async def interrupt_run(
 ) -> RunRead:
     """Cancel the active run's in-flight LLM or tool call and stop it."""
     run = await service.interrupt(session, conversation_id)
-    wake_worker(request, background, run.id)
+    service.wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
 

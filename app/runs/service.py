@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
+from fastapi import BackgroundTasks, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +55,21 @@ async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
     if not moved:
         raise Conflict(f"conversation {conversation_id} cannot start a run in its status")
     return run
+
+
+async def start_unless_active(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
+    """Start a run, or leave the active one: it takes new user messages at its next step."""
+    active = await repository.active_for(session, conversation_id)
+    return active if active is not None else await start(session, conversation_id)
+
+
+def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID) -> None:
+    """After the response (so after the commit), tell this process's worker to look now.
+    Workers in other processes find the change at their next poll."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        background.add_task(worker.wake)
+        background.add_task(worker.nudge, run_id)
 
 
 async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run:

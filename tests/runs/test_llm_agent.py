@@ -217,3 +217,95 @@ async def test_the_context_is_built_once_per_run(run_app: RunAppFactory, llm: Fa
         ("assistant", "first answer"),
         ("user", "question two"),
     ]
+
+
+async def test_the_sync_llm_agent_runs_on_the_run_pool(
+    run_app: RunAppFactory, llm: FakeLLM
+) -> None:
+    """SyncLLMAgent implements only step(): litellm's sync client, on a run-pool thread."""
+    await llm.script(
+        {"tool_calls": [_call("think", thought="a"), _call("think", thought="b")]},
+        {"tool_calls": [_call("finish", message="ok")]},
+    )
+    async with run_app(max_concurrent_runs=1) as client:
+        cid, run = await _run(client, _agent(llm, kind="SyncLLMAgent"), "go")
+        events = await events_of(client, cid)
+        worker = client.app.state.worker  # type: ignore[attr-defined]
+    assert run["status"] == "completed" and run["iterations"] == 2, run
+    kinds = [e["kind"] for e in events if e["kind"] in ("ActionEvent", "ObservationEvent")]
+    assert kinds == [
+        "ActionEvent",
+        "ActionEvent",
+        "ObservationEvent",
+        "ObservationEvent",
+        "ActionEvent",
+        "ObservationEvent",
+    ]
+    assert worker.pools.run_pool._thread_name_prefix == "conversation-run"
+
+
+async def test_send_message_with_run_starts_a_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    await llm.script({"text": "hi back"})
+    async with run_app() as client:
+        conversation = await create_conversation(client, agent=_agent(llm))
+        cid = conversation["id"]
+        sent = await client.post(
+            f"/api/conversations/{cid}/events",
+            json={"content": [{"type": "text", "text": "hello"}], "run": True},
+        )
+        assert sent.status_code == 201
+        run = await wait_run(client, sent.headers["x-run-id"], {"completed", "failed"})
+        quiet = await client.post(
+            f"/api/conversations/{cid}/events",
+            json={"content": [{"type": "text", "text": "no run"}]},
+        )
+        assert "x-run-id" not in quiet.headers
+        runs = (await client.get(f"/api/conversations/{cid}/runs")).json()["items"]
+    assert run["status"] == "completed"
+    assert len(runs) == 1
+
+
+async def test_interrupt_cancels_an_in_flight_llm_call(
+    run_app: RunAppFactory, llm: FakeLLM
+) -> None:
+    await llm.script({"text": "too late", "latency": 20})
+    async with run_app() as client:
+        conversation = await create_conversation(
+            client, agent=_agent(llm), initial_message={"content": [{"text": "slow"}]}
+        )
+        cid = conversation["id"]
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        await asyncio.sleep(0.5)
+        begun = asyncio.get_running_loop().time()
+        await client.post(f"/api/conversations/{cid}/interrupt")
+        done = await wait_run(client, run["id"], {"interrupted", "completed", "failed"}, wait=10)
+        took = asyncio.get_running_loop().time() - begun
+        events = await events_of(client, cid)
+    assert done["status"] == "interrupted", done
+    assert took < 5
+    assert not [e for e in events if e["kind"] == "MessageEvent" and e["source"] == "agent"]
+
+
+async def test_server_llm_defaults_and_known_prices(
+    run_app: RunAppFactory, llm: FakeLLM, db: Database
+) -> None:
+    """No model in the conversation: AGENT_SERVER_LLM_* apply. A model litellm has a price
+    for gets a cost; the fake model (earlier tests) gets null."""
+    await llm.script({"text": "priced"})
+    async with run_app(
+        llm_model="openai/gpt-4o-mini", llm_base_url=llm.model_url, llm_api_key="k"
+    ) as client:
+        cid, run = await _run(client, {"llm": {}}, "hi")
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+    assert run["status"] == "completed", run
+    assert (await llm.requests())[0]["model"] == "gpt-4o-mini"
+    assert conversation["stats"]["cost_usd"] is not None
+    assert conversation["stats"]["cost_usd"] > 0
+
+
+async def test_no_model_anywhere_fails_the_run_with_a_clear_error(run_app: RunAppFactory) -> None:
+    async with run_app() as client:
+        cid, run = await _run(client, {"llm": {}}, "hi")
+    assert run["status"] == "failed"
+    assert "AGENT_SERVER_LLM_MODEL" in run["error"]
