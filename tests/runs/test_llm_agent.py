@@ -306,6 +306,6 @@ async def test_server_llm_defaults_and_known_prices(
 
 async def test_no_model_anywhere_fails_the_run_with_a_clear_error(run_app: RunAppFactory) -> None:
     async with run_app() as client:
-        cid, run = await _run(client, {"llm": {}}, "hi")
+        _, run = await _run(client, {"llm": {}}, "hi")
     assert run["status"] == "failed"
     assert "AGENT_SERVER_LLM_MODEL" in run["error"]
