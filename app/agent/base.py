@@ -129,6 +129,8 @@ class AgentBase:
 
 _REGISTRY: dict[str, type[AgentBase]] = {}
 DEFAULT_AGENT_KIND = "LLMAgent"
+# Known without importing them (litellm loads only in processes that run agents).
+BUILTIN_AGENT_KINDS = frozenset({"LLMAgent", "SyncLLMAgent"})
 
 
 def register_agent(cls: type[AgentBase]) -> type[AgentBase]:
@@ -141,4 +143,4 @@ def agent_class(kind: str) -> type[AgentBase] | None:
 
 
 def agent_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(BUILTIN_AGENT_KINDS | set(_REGISTRY))

@@ -51,9 +51,8 @@ class AgentSpec(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        known = {DEFAULT_AGENT_KIND, *agent_kinds()}
-        if kind not in known:
-            raise ValueError(f"unknown agent kind {kind!r}; known: {sorted(known)}")
+        if kind not in agent_kinds():
+            raise ValueError(f"unknown agent kind {kind!r}; known: {agent_kinds()}")
         return kind
 
     @field_validator("tools")

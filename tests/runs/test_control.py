@@ -198,3 +198,31 @@ async def test_sweeper_fails_runs_whose_lease_expired(run_app: RunAppFactory, db
     async with db.session(write=False) as session:
         epoch = (await session.execute(select(Run.lease_epoch).where(Run.id == run_id))).scalar()
     assert epoch == 2, "failing the run fenced off the lost worker"
+
+
+async def test_no_transaction_is_held_across_a_step(run_app: RunAppFactory) -> None:
+    """While a step waits 3 s (as on an LLM or tool call), writes to the same conversation
+    (which need its row lock on Postgres, the write lock on SQLite) go straight through.
+    Checked once against a runner that holds a write transaction across the step: the PATCH
+    waited for the step (and on SQLite for ever, the step's own writes queuing behind it)."""
+    async with run_app() as client:
+        cid = await _conversation(client, "AsyncTestAgent", steps=1, sleep=3)
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        patched = await asyncio.wait_for(
+            client.patch(f"/api/conversations/{cid}", json={"title": "mid-step"}), 10
+        )
+        sent = await asyncio.wait_for(
+            client.post(
+                f"/api/conversations/{cid}/events", json={"content": [{"text": "mid-step"}]}
+            ),
+            10,
+        )
+        took = loop.time() - begun
+        status = (await client.get(f"/api/runs/{run['id']}")).json()["status"]
+        await wait_run(client, run["id"], {"completed"})
+    assert patched.status_code == 200 and sent.status_code == 201
+    assert status == "running" and took < 1.0
