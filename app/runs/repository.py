@@ -9,7 +9,7 @@ from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
-from app.models import ACTIVE_STATUSES, Run, RunStatus
+from app.models import ACTIVE_STATUSES, Conversation, Run, RunStatus
 
 
 @dataclass(frozen=True)
@@ -202,3 +202,10 @@ async def page(
 async def count_active(session: AsyncSession) -> int:
     stmt = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE_STATUSES))
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def lock_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
+    """Take the conversation's row lock (Postgres) until commit, as appends do."""
+    if _is_postgres(session):
+        stmt = select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
+        await session.execute(stmt)

@@ -26,7 +26,7 @@ from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
 from app.models import Conversation, ExecutionStatus, RunStatus
 from app.runs import repository, usage
-from app.runs.repository import Lease
+from app.runs.repository import Lease, lock_conversation
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +35,10 @@ MAX_STEP_TIMINGS = 1000
 
 class LeaseLost(Exception):
     """The run's lease is no longer ours: stop, write nothing."""
+
+
+class MoreInput(Exception):
+    """A user message arrived while the agent was finishing: keep going."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,9 @@ class Runner:
         self._step_task: asyncio.Future[StepOutcome] | None = None
         self._ctx: StepContext | None = None
         self._open_actions: dict[str, str] = {}  # tool_call_id -> tool_name
-        self._seen_seq = 0
+        self._user_seq = 0
+        self._agent: AgentBase | None = None
+        self._history: list[dict[str, Any]] | None = None
         self._db_ms = 0.0
         self._step_db_ms: list[float] = []
 
@@ -115,7 +121,6 @@ class Runner:
         await self._fenced(write)
 
     def _track(self, event: dict[str, Any]) -> None:
-        self._seen_seq = max(self._seen_seq, int(event["seq"]))
         call_id = event.get("tool_call_id")
         if not call_id:
             return
@@ -129,8 +134,13 @@ class Runner:
     async def run(self) -> None:
         control = asyncio.create_task(self._control_loop())
         try:
-            stop = await self._drive()
-            await self._finish(stop)
+            stop = await self._guarded(self._start)
+            while True:
+                try:
+                    await self._finish(stop)
+                    break
+                except MoreInput:  # a user message came in as the agent finished: go on
+                    stop = await self._guarded(self._loop)
         except LeaseLost as exc:
             logger.warning("%s; stopping without further writes", exc)
         finally:
@@ -138,26 +148,9 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await control
 
-    async def _drive(self) -> Stop:
+    async def _guarded(self, body: Callable[[], Awaitable[Stop]]) -> Stop:
         try:
-            conversation, history = await self._load()
-            agent_cls = self.resolve_agent(conversation.agent)
-            agent = agent_cls(conversation.agent, self.settings)
-            ctx = self._context(conversation)
-            self._ctx = ctx
-            if not any(e["kind"] == "SystemPromptEvent" for e in history):
-                prompt = agent.system_prompt_event()
-                if prompt is not None:
-                    history += await self._persist([prompt])
-            for event in history:
-                self._track(event)
-            if agent_cls.runs_on_loop():
-                agent.init_context(ctx, history)
-                return await self._async_loop(agent, ctx)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self.pools.run_pool, self._sync_loop, agent, ctx, history
-            )
+            return await body()
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Interrupted:
@@ -165,6 +158,32 @@ class Runner:
         except Exception as exc:
             logger.exception("run %s failed", self.lease.run_id)
             return failed(f"{type(exc).__name__}: {exc}")
+
+    async def _start(self) -> Stop:
+        conversation, history = await self._load()
+        agent_cls = self.resolve_agent(conversation.agent)
+        self._agent = agent_cls(conversation.agent, self.settings)
+        self._ctx = self._context(conversation)
+        if not any(e["kind"] == "SystemPromptEvent" for e in history):
+            prompt = self._agent.system_prompt_event()
+            if prompt is not None:
+                history += await self._persist([prompt])
+        for event in history:
+            self._track(event)
+        self._user_seq = max((int(e["seq"]) for e in history), default=0)
+        self._history = history
+        return await self._loop()
+
+    async def _loop(self) -> Stop:
+        agent, ctx = self._agent, self._ctx
+        assert agent is not None and ctx is not None
+        history, self._history = self._history, None
+        if type(agent).runs_on_loop():
+            if history is not None:
+                agent.init_context(ctx, history)
+            return await self._async_loop(agent, ctx)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pools.run_pool, self._sync_loop, agent, ctx, history)
 
     async def _load(self) -> tuple[Conversation, list[dict[str, Any]]]:
         async with self.db.session(write=False) as session:
@@ -208,9 +227,12 @@ class Runner:
             if stop is not None:
                 return stop
 
-    def _sync_loop(self, agent: AgentBase, ctx: StepContext, history: list[dict[str, Any]]) -> Stop:
+    def _sync_loop(
+        self, agent: AgentBase, ctx: StepContext, history: list[dict[str, Any]] | None
+    ) -> Stop:
         """The whole loop of a sync agent, on a run-pool thread."""
-        agent.init_context(ctx, history)
+        if history is not None:
+            agent.init_context(ctx, history)
         while True:
             self._on_loop(self._take_new_user_messages(ctx))
             outcome = agent.step(ctx)
@@ -229,12 +251,21 @@ class Runner:
     async def _take_new_user_messages(self, ctx: StepContext) -> None:
         """User messages sent while the run was going: appended to the context in memory."""
         async with self.db.session(write=False) as session:
-            new = await events_service.history_after(
-                session, ctx.conversation_id, self._seen_seq, kinds=["MessageEvent"], source="user"
-            )
+            new = await self._new_user_messages(session)
         for event in new:
-            self._seen_seq = max(self._seen_seq, int(event["seq"]))
-            ctx.messages.append(event["llm_message"])
+            self._user_seq = max(self._user_seq, int(event["seq"]))
+            message = event["llm_message"]
+            text = "\n".join(p.get("text", "") for p in message.get("content", []))
+            ctx.messages.append({"role": "user", "content": text})
+
+    async def _new_user_messages(self, session: AsyncSession) -> list[dict[str, Any]]:
+        return await events_service.history_after(
+            session,
+            self.lease.conversation_id,
+            self._user_seq,
+            kinds=["MessageEvent"],
+            source="user",
+        )
 
     async def _after_step(self, ctx: StepContext, outcome: StepOutcome) -> Stop | None:
         self._step_db_ms = [*self._step_db_ms, round(self._db_ms, 3)][-MAX_STEP_TIMINGS:]
@@ -266,6 +297,13 @@ class Runner:
             dangling.append(ConversationErrorEvent(code="RunFailed", detail=stop.error))
 
         async def write(session: AsyncSession) -> None:
+            if stop is FINISHED:
+                # Under the conversation's row lock (SQLite: the write lock), so a user message
+                # is either seen here or appended after this run has ended, when `run: true`
+                # starts a new run.
+                await lock_conversation(session, self.lease.conversation_id)
+                if await self._new_user_messages(session):
+                    raise MoreInput()
             if dangling:
                 await events_service.append(session, self.lease.conversation_id, dangling)
             await repository.finish(

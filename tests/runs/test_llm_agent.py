@@ -309,3 +309,35 @@ async def test_no_model_anywhere_fails_the_run_with_a_clear_error(run_app: RunAp
         _, run = await _run(client, {"llm": {}}, "hi")
     assert run["status"] == "failed"
     assert "AGENT_SERVER_LLM_MODEL" in run["error"]
+
+
+async def test_a_message_sent_during_a_run_is_answered_by_that_run(
+    run_app: RunAppFactory, llm: FakeLLM
+) -> None:
+    """`run: true` while a run is active adds no run: the active one reads the message, even
+    when it arrives as the agent is about to finish."""
+    await llm.script({"text": "first answer", "latency": 1.0}, {"text": "second answer"})
+    async with run_app() as client:
+        conversation = await create_conversation(
+            client, agent=_agent(llm), initial_message={"content": [{"text": "one"}]}
+        )
+        cid = conversation["id"]
+        run = (await client.post(f"/api/conversations/{cid}/run")).json()
+        await wait_run(client, run["id"], {"running"})
+        await asyncio.sleep(0.3)
+        sent = await client.post(
+            f"/api/conversations/{cid}/events", json={"content": [{"text": "two"}], "run": True}
+        )
+        assert sent.headers["x-run-id"] == run["id"]
+        done = await wait_run(client, run["id"], {"completed", "failed"})
+        events = await events_of(client, cid)
+        runs = (await client.get(f"/api/conversations/{cid}/runs")).json()["items"]
+    assert done["status"] == "completed" and len(runs) == 1
+    replies = [
+        e["llm_message"]["content"][0]["text"]
+        for e in events
+        if e["kind"] == "MessageEvent" and e["source"] == "agent"
+    ]
+    assert replies == ["first answer", "second answer"]
+    second_request = (await llm.requests())[1]["messages"]
+    assert [m["content"] for m in second_request if m["role"] == "user"] == ["one", "two"]
