@@ -28,26 +28,31 @@ async def any_queued(session: AsyncSession) -> bool:
     return (await session.execute(stmt)).first() is not None
 
 
-async def claim_next(
-    session: AsyncSession, worker_id: str, lease_seconds: float, now: datetime
-) -> Lease | None:
-    """Claim the oldest queued run with one conditional statement.
+async def claim(
+    session: AsyncSession, worker_id: str, lease_seconds: float, now: datetime, limit: int
+) -> list[Lease]:
+    """Claim up to `limit` of the oldest queued runs: pick, then one conditional UPDATE.
 
-    Postgres: the candidate is chosen FOR UPDATE SKIP LOCKED, so concurrent claimers in other
-    processes take different runs. SQLite: the write transaction is BEGIN IMMEDIATE, so
-    claimers are serialized. Either way the UPDATE re-checks status = queued.
+    Postgres: the candidates are picked FOR UPDATE SKIP LOCKED (locked until commit), so
+    claimers in other processes take different runs. (Not as `IN (subquery ... LIMIT)` inside
+    the UPDATE: Postgres may evaluate that subquery more than once and claim too many.)
+    SQLite: the write transaction is BEGIN IMMEDIATE, so claimers are serialized. Either way
+    the UPDATE re-checks status = queued.
     """
-    candidate = (
+    candidates = (
         select(Run.id)
         .where(Run.status == RunStatus.QUEUED.value)
         .order_by(Run.created_at, Run.id)
-        .limit(1)
+        .limit(limit)
     )
     if _is_postgres(session):
-        candidate = candidate.with_for_update(skip_locked=True)
+        candidates = candidates.with_for_update(skip_locked=True)
+    picked = list((await session.execute(candidates)).scalars())
+    if not picked:
+        return []
     stmt = (
         update(Run)
-        .where(Run.id == candidate.scalar_subquery(), Run.status == RunStatus.QUEUED.value)
+        .where(Run.id.in_(picked), Run.status == RunStatus.QUEUED.value)
         .values(
             status=RunStatus.RUNNING.value,
             worker_id=worker_id,
@@ -55,11 +60,11 @@ async def claim_next(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=now,
         )
-        .returning(Run.id, Run.conversation_id, Run.lease_epoch)
+        .returning(Run.id, Run.conversation_id, Run.lease_epoch, Run.created_at)
         .execution_options(synchronize_session=False)
     )
-    row = (await session.execute(stmt)).first()
-    return None if row is None else Lease(row[0], row[1], row[2])
+    rows = sorted((await session.execute(stmt)).all(), key=lambda row: (row[3], str(row[0])))
+    return [Lease(row[0], row[1], row[2]) for row in rows]
 
 
 async def hold(session: AsyncSession, lease: Lease, now: datetime) -> bool:
@@ -76,22 +81,6 @@ async def hold(session: AsyncSession, lease: Lease, now: datetime) -> bool:
     return (await session.execute(stmt)).first() is not None
 
 
-async def renew(session: AsyncSession, lease: Lease, lease_seconds: float, now: datetime) -> bool:
-    stmt = (
-        update(Run)
-        .where(
-            Run.id == lease.run_id,
-            Run.status == RunStatus.RUNNING.value,
-            Run.lease_epoch == lease.epoch,
-            Run.lease_expires_at > now,
-        )
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Run.id)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(stmt)).first() is not None
-
-
 @dataclass(frozen=True)
 class ControlFlags:
     status: str
@@ -100,12 +89,35 @@ class ControlFlags:
     interrupt_requested: bool
 
 
-async def control_flags(session: AsyncSession, lease: Lease) -> ControlFlags | None:
-    stmt = select(Run.status, Run.lease_epoch, Run.pause_requested, Run.interrupt_requested).where(
-        Run.id == lease.run_id
+async def control_flags(
+    session: AsyncSession, run_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ControlFlags]:
+    """The control flags of many runs in one query (a worker asks for all it holds)."""
+    stmt = select(
+        Run.id, Run.status, Run.lease_epoch, Run.pause_requested, Run.interrupt_requested
+    ).where(Run.id.in_(list(run_ids)))
+    return {row[0]: ControlFlags(*row[1:]) for row in await session.execute(stmt)}
+
+
+async def renew_many(
+    session: AsyncSession, leases: Sequence[Lease], lease_seconds: float, now: datetime
+) -> set[uuid.UUID]:
+    """Renew every lease still held, in one statement; returns the run ids renewed."""
+    if not leases:
+        return set()
+    pairs = [tuple_(literal(lease.run_id, Run.id.type), literal(lease.epoch)) for lease in leases]
+    stmt = (
+        update(Run)
+        .where(
+            tuple_(Run.id, Run.lease_epoch).in_(pairs),
+            Run.status == RunStatus.RUNNING.value,
+            Run.lease_expires_at > now,
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
     )
-    row = (await session.execute(stmt)).first()
-    return None if row is None else ControlFlags(*row)
+    return {row[0] for row in await session.execute(stmt)}
 
 
 async def add_step(session: AsyncSession, lease: Lease, db_ms: list[float]) -> int:

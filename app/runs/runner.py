@@ -6,7 +6,6 @@ whose lease was lost writes nothing more and stops.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -26,7 +25,7 @@ from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
 from app.models import Conversation, ExecutionStatus, RunStatus
 from app.runs import repository, usage
-from app.runs.repository import Lease, lock_conversation
+from app.runs.repository import ControlFlags, Lease, lock_conversation
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,7 +79,6 @@ class Runner:
         self.lease = lease
         self.resolve_agent = resolve_agent
         self.pools = pools
-        self.nudge = asyncio.Event()
         self._pause = False
         self._lost = False
         self._step_task: asyncio.Future[StepOutcome] | None = None
@@ -132,7 +130,6 @@ class Runner:
     # ---- the run ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        control = asyncio.create_task(self._control_loop())
         try:
             stop = await self._guarded(self._start)
             while True:
@@ -143,10 +140,6 @@ class Runner:
                     stop = await self._guarded(self._loop)
         except LeaseLost as exc:
             logger.warning("%s; stopping without further writes", exc)
-        finally:
-            control.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await control
 
     async def _guarded(self, body: Callable[[], Awaitable[Stop]]) -> Stop:
         try:
@@ -326,44 +319,19 @@ class Runner:
 
     # ---- control: lease renewal, pause, interrupt ---------------------------------------
 
-    async def _control_loop(self) -> None:
-        renew_every = self.settings.run_lease_seconds / 3
-        next_renewal = time.monotonic() + renew_every
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.nudge.wait(), self.settings.control_poll_seconds)
-            self.nudge.clear()
-            try:
-                if not await self._check_controls():
-                    return
-                if time.monotonic() >= next_renewal:
-                    async with self.db.session(write=True) as session:
-                        renewed = await repository.renew(
-                            session, self.lease, self.settings.run_lease_seconds, utcnow()
-                        )
-                    if not renewed:
-                        self._lose()
-                        return
-                    next_renewal = time.monotonic() + renew_every
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database hiccup: try again; the lease covers a while
-                logger.exception("run %s: control check failed", self.lease.run_id)
-
-    async def _check_controls(self) -> bool:
-        async with self.db.session(write=False) as session:
-            flags = await repository.control_flags(session, self.lease)
-        if flags is None or flags.status != RunStatus.RUNNING.value:
-            self._lose()
-            return False
-        if flags.lease_epoch != self.lease.epoch:
-            self._lose()
-            return False
-        if flags.interrupt_requested:
-            self._interrupt()
-        if flags.pause_requested:
-            self._pause = True
-        return True
+    def apply(self, flags: ControlFlags | None) -> None:
+        """Control flags read by the worker for all its runs at once."""
+        if (
+            flags is None
+            or flags.status != RunStatus.RUNNING.value
+            or flags.lease_epoch != self.lease.epoch
+        ):
+            self.lose()
+        else:
+            if flags.interrupt_requested:
+                self._interrupt()
+            if flags.pause_requested:
+                self._pause = True
 
     def _interrupt(self) -> None:
         if self._ctx is not None:
@@ -371,7 +339,7 @@ class Runner:
         if self._step_task is not None and not self._step_task.done():
             self._step_task.cancel()
 
-    def _lose(self) -> None:
+    def lose(self) -> None:
         self._lost = True
         self._interrupt()
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -53,11 +54,13 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._control_wake = asyncio.Event()
 
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="run-claimer"),
             asyncio.create_task(self._sweep_loop(), name="run-sweeper"),
+            asyncio.create_task(self._control_loop(), name="run-control"),
         ]
 
     async def stop(self) -> None:
@@ -74,18 +77,19 @@ class Worker:
         self._wake.set()
 
     def nudge(self, run_id: uuid.UUID) -> None:
-        """A control flag of a run may have changed: its runner checks now."""
-        runner = self.runners.get(run_id)
-        if runner is not None:
-            runner.nudge.set()
+        """A control flag of a run may have changed: check the flags now."""
+        if run_id in self.runners:
+            self._control_wake.set()
 
     async def _claim_loop(self) -> None:
         while True:
             try:
-                if len(self.runners) < self.settings.max_concurrent_runs:
-                    lease = await self._claim()
-                    if lease is not None:
+                free = self.settings.max_concurrent_runs - len(self.runners)
+                if free > 0:
+                    leases = await self._claim(free)
+                    for lease in leases:
                         self._launch(lease)
+                    if len(leases) == free:
                         continue
             except asyncio.CancelledError:
                 raise
@@ -95,22 +99,59 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_seconds)
             self._wake.clear()
 
-    async def _claim(self) -> Lease | None:
+    async def _claim(self, limit: int) -> list[Lease]:
+        """Claim up to `limit` queued runs, oldest first, in one short write."""
         async with self.db.session(write=False) as session:
             if not await repository.any_queued(session):
-                return None
+                return []
         async with self.db.session(write=True) as session:
-            lease = await repository.claim_next(
-                session, self.worker_id, self.settings.run_lease_seconds, utcnow()
+            leases = await repository.claim(
+                session, self.worker_id, self.settings.run_lease_seconds, utcnow(), limit
             )
-            if lease is not None:
+            for lease in leases:
                 await transition(
                     session,
                     lease.conversation_id,
                     ExecutionStatus.RUNNING,
                     allowed_from=(ExecutionStatus.QUEUED,),
                 )
-            return lease
+            return leases
+
+    async def _control_loop(self) -> None:
+        """For every run this process holds, in one query each: read pause/interrupt flags
+        (set by any process) every control_poll_seconds, renew leases every third of them."""
+        renew_every = self.settings.run_lease_seconds / 3
+        next_renewal = time.monotonic() + renew_every
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._control_wake.wait(), self.settings.control_poll_seconds
+                )
+            self._control_wake.clear()
+            runners = list(self.runners.values())
+            if not runners:
+                continue
+            try:
+                async with self.db.session(write=False) as session:
+                    flags = await repository.control_flags(session, [r.run_id for r in runners])
+                for runner in runners:
+                    runner.apply(flags.get(runner.run_id))
+                if time.monotonic() >= next_renewal:
+                    await self._renew([r for r in runners if r.run_id in flags])
+                    next_renewal = time.monotonic() + renew_every
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup: try again; the leases cover a while
+                logger.exception("run control check failed; retrying")
+
+    async def _renew(self, runners: list[Runner]) -> None:
+        async with self.db.session(write=True) as session:
+            renewed = await repository.renew_many(
+                session, [r.lease for r in runners], self.settings.run_lease_seconds, utcnow()
+            )
+        for runner in runners:
+            if runner.run_id not in renewed:
+                runner.lose()
 
     def _launch(self, lease: Lease) -> None:
         runner = Runner(

@@ -226,3 +226,37 @@ async def test_no_transaction_is_held_across_a_step(run_app: RunAppFactory) -> N
         await wait_run(client, run["id"], {"completed"})
     assert patched.status_code == 200 and sent.status_code == 201
     assert status == "running" and took < 1.0
+
+
+async def test_leases_are_renewed_while_runs_go_on(run_app: RunAppFactory) -> None:
+    """Three runs of 2 s under a 0.6 s lease: the worker's batched renewal (every 0.2 s)
+    keeps them; its own sweeper (every 0.2 s) would fail any whose lease lapsed."""
+    async with run_app(run_lease_seconds=0.6) as client:
+        runs = []
+        for _ in range(3):
+            cid = await _conversation(client, "AsyncTestAgent", steps=4, sleep=0.5)
+            runs.append((await client.post(f"/api/conversations/{cid}/run")).json()["id"])
+        done = [await wait_run(client, run_id, {"completed", "failed"}) for run_id in runs]
+    assert [d["status"] for d in done] == ["completed"] * 3, done
+
+
+async def test_a_claim_takes_at_most_its_limit_oldest_first(
+    run_app: RunAppFactory, db: Database
+) -> None:
+    """Checked once against `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+    LOCKED)`: on Postgres that claimed more than n runs."""
+    from app.runs import repository
+
+    async with run_app(run_worker_enabled=False) as client:
+        queued = []
+        for _ in range(5):
+            cid = await _conversation(client, "AsyncTestAgent")
+            queued.append((await client.post(f"/api/conversations/{cid}/run")).json()["id"])
+    async with db.session(write=True) as session:
+        first = await repository.claim(session, "w1", 30, utcnow(), 2)
+    async with db.session(write=True) as session:
+        rest = await repository.claim(session, "w2", 30, utcnow(), 10)
+    assert [str(lease.run_id) for lease in first] == queued[:2]
+    assert [str(lease.run_id) for lease in rest] == queued[2:]
+    async with db.session(write=True) as session:
+        assert await repository.claim(session, "w3", 30, utcnow(), 10) == []

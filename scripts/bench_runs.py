@@ -1,0 +1,397 @@
+"""Benchmark runs: C concurrent agent runs against a fake LLM, and the API's latency meanwhile.
+
+Usage:
+
+    python scripts/bench_runs.py [--database-url URL] [--concurrency 1,10,50] [--steps 3]
+        [--latency 0.2] [--max-concurrent-runs 50] [--keep]
+
+Default database: a SQLite file in a temporary directory. For Postgres pass e.g.
+postgresql+asyncpg://postgres@127.0.0.1:5432/bench_runs (the database must exist; the server
+migrates it; the conversations made are deleted at the end unless --keep).
+
+It starts the fake LLM of the tests (`python -m tests.fakellm`, answering after --latency s)
+and the real server (`python -m app.cli serve`), both on 127.0.0.1, and stops both by PID.
+For each C: C conversations, agent kinds LLMAgent (async) and SyncLLMAgent (sync-only)
+alternately, each with a first message; C * (steps - 1) `think` replies are scripted, then
+the fake LLM's default `finish` ends each run (C * steps calls in all; the script is one
+global FIFO, so the calls per run are counted from each conversation's stats). All C runs
+start at once; until they end a client thread times GET /health and GET .../events/search
+in turn. Reported: runs/s (C / first POST .../run to the last finished_at), run outcomes,
+p50/p95/p99 of both endpoints, p50/p95 of `step_db_ms` (database ms per step, not in the
+API: read from the runs table), against targets (p99 <= 50 ms at the largest C; p50 <= 3 ms).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select as sql_select
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # so `app` imports when run as `python scripts/...`
+
+from app.db.engine import create_engine  # noqa: E402
+from app.models import Run  # noqa: E402
+
+THINK = {"text": "Thinking.", "tool_calls": [{"name": "think", "arguments": {"thought": "go"}}]}
+KINDS = ("LLMAgent", "SyncLLMAgent")
+ACTIVE = {"queued", "running"}
+TIMES = ("created_at", "started_at", "finished_at")
+iso = datetime.fromisoformat  # the API's times end in Z: Python 3.11+
+P99_TARGET_MS = 50.0
+DB_P50_TARGET_MS = 3.0
+
+
+@dataclass
+class Level:
+    c: int
+    wall_s: float = math.nan
+    statuses: dict[str, int] = field(default_factory=dict)
+    calls: list[int] = field(default_factory=list)
+    run_s: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    wait_s: list[float] = field(default_factory=list)
+    health_ms: list[float] = field(default_factory=list)
+    search_ms: list[float] = field(default_factory=list)
+    step_db_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    ended: bool = True
+
+
+def parse_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip().isdigit()]
+    if len(values) != len(text.split(",")) or min(values, default=0) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of positive integers: {text!r}")
+    return values
+
+
+def start_fake_llm(latency: float) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "tests.fakellm", "--port", "0", "--latency", str(latency)]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("PORT "):
+        proc.kill()
+        sys.exit(f"bench_runs: the fake LLM did not print its port (got {line!r})")
+    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
+
+
+def start_server(url: str, port: int, tmp: Path, runs: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AGENT_SERVER_DATABASE_URL": url, "AGENT_SERVER_LOG_LEVEL": "WARNING"}
+    env["AGENT_SERVER_MAX_CONCURRENT_RUNS"] = str(runs)
+    env["AGENT_SERVER_WORKSPACE_ROOT"] = str(tmp / "workspaces")
+    env.pop("AGENT_SERVER_SESSION_API_KEYS", None)  # the benchmark sends no key
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port"]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*command, str(port)], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited with code {server.returncode} before ready")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[Any] | None) -> None:
+    """Terminate a process this script started (by its PID); kill it after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def pct(values: list[float], fraction: float) -> float:  # nearest-rank; nan if no values
+    ordered = sorted(values) or [math.nan]
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+class Sampler(threading.Thread):
+    """GET /health and GET .../events/search?limit=100 in turn on one connection, timed."""
+
+    def __init__(self, base: str, conversation_id: str, level: Level, limit_s: float) -> None:
+        super().__init__(name="latency-sampler", daemon=True)
+        self.base, self.level, self.limit_s = base, level, limit_s
+        self.search = f"/api/conversations/{conversation_id}/events/search"
+        self.warm, self.done = threading.Event(), threading.Event()
+
+    def _get(self, client: httpx.Client, path: str, params: dict[str, Any]) -> float:
+        started = time.perf_counter()
+        try:
+            response = client.get(path, params=params)
+            if response.status_code != 200:
+                self.level.errors.append(f"GET {path}: {response.status_code} {response.text}")
+        except httpx.HTTPError as exc:
+            self.level.errors.append(f"GET {path}: {exc!r}")
+        return (time.perf_counter() - started) * 1000
+
+    def run(self) -> None:
+        targets: list[tuple[str, dict[str, Any], list[float]]] = [
+            ("/health", {}, self.level.health_ms),
+            (self.search, {"limit": 100}, self.level.search_ms),
+        ]
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            for path, params, _ in targets * 5:
+                self._get(client, path, params)
+            self.warm.set()
+            deadline = time.monotonic() + self.limit_s
+            turn = 0
+            while not self.done.is_set() and time.monotonic() < deadline:
+                path, params, samples = targets[turn % 2]
+                samples.append(self._get(client, path, params))
+                turn += 1
+                time.sleep(0.005)
+
+
+async def run_level(
+    client: httpx.AsyncClient, base: str, llm_url: str, args: argparse.Namespace, c: int
+) -> tuple[Level, list[str], list[str]]:
+    level = Level(c)
+    async with httpx.AsyncClient(timeout=10) as llm:
+        (await llm.post(f"{llm_url}/_reset")).raise_for_status()  # also resets the latency
+        body = {"replies": [THINK] * (c * (args.steps - 1)), "latency": args.latency}
+        (await llm.post(f"{llm_url}/_script", json=body)).raise_for_status()
+    limit = asyncio.Semaphore(10)
+
+    async def create(index: int) -> str:
+        llm = {"model": "openai/fake-model", "base_url": f"{llm_url}/v1", "api_key": "k"}
+        message = {"role": "user", "content": [{"type": "text", "text": f"task {index}"}]}
+        data = {
+            "title": f"bench_runs C={c} #{index}",
+            "agent": {"kind": KINDS[index % 2], "llm": llm},
+            "max_iterations": args.steps * 4,
+            "initial_message": message,
+        }
+        async with limit:
+            response = await client.post("/api/conversations", json=data)
+        if response.status_code != 201:
+            raise RuntimeError(f"create answered {response.status_code}: {response.text}")
+        return str(response.json()["id"])
+
+    cids = list(await asyncio.gather(*(create(i) for i in range(c))))
+    sampler = Sampler(base, cids[0], level, limit_s=args.timeout)
+    sampler.start()
+    await asyncio.to_thread(sampler.warm.wait, 30)
+
+    async def start(cid: str) -> str | None:
+        response = await client.post(f"/api/conversations/{cid}/run")
+        if response.status_code != 202:
+            level.errors.append(f"POST run {cid}: {response.status_code} {response.text}")
+            return None
+        return str(response.json()["id"])
+
+    first_post = datetime.now(UTC)
+    posted = await asyncio.gather(*(start(cid) for cid in cids))
+    if None in posted:  # keep run i <-> conversation i (its agent kind) for the report
+        raise RuntimeError(f"some runs did not start: {level.errors[:3]}")
+    run_ids = [str(run_id) for run_id in posted]
+    deadline = time.monotonic() + args.timeout
+    conversations: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:  # one batch GET per 50 ms, not one GET per run
+        conversations = []
+        for i in range(0, c, 100):
+            response = await client.get("/api/conversations", params={"ids": cids[i : i + 100]})
+            conversations += response.json() if response.status_code == 200 else []
+        if len(conversations) == c and all(
+            conv and conv["execution_status"] not in ACTIVE for conv in conversations
+        ):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        level.ended = False
+    sampler.done.set()
+    await asyncio.to_thread(sampler.join, 30)
+
+    runs = [(await client.get(f"/api/runs/{rid}")).json() for rid in run_ids]
+    for index, run in enumerate(runs):
+        level.statuses[run["status"]] = level.statuses.get(run["status"], 0) + 1
+        if run["status"] == "failed":
+            level.errors.append(f"run {run['id']} failed: {run['error']}")
+        created, started, ended = (iso(run[k]) if run[k] else None for k in TIMES)
+        if ended and created:
+            level.run_s[KINDS[index % 2]].append((ended - created).total_seconds())
+        if started and created:
+            level.wait_s.append((started - created).total_seconds())
+    finished = [iso(run["finished_at"]) for run in runs if run["finished_at"]]
+    if len(finished) == c:
+        level.wall_s = (max(finished) - first_post).total_seconds()
+    level.calls = [int((conv or {}).get("stats", {}).get("llm_calls", 0)) for conv in conversations]
+    return level, cids, run_ids
+
+
+async def read_step_db_ms(url: str, levels: list[tuple[Level, list[str]]]) -> None:
+    """step_db_ms is not in the API (RunRead): read it from the runs table directly."""
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as conn:
+            for level, run_ids in levels:
+                ids = [uuid.UUID(r) for r in run_ids]
+                stmt = sql_select(Run.step_db_ms).where(Run.id.in_(ids))
+                for (timings,) in (await conn.execute(stmt)).all():
+                    level.step_db_ms += [float(ms) for ms in timings or []]
+    finally:
+        await engine.dispose()
+
+
+async def bench(base: str, llm_url: str, args: argparse.Namespace) -> list[Level]:
+    limits = httpx.Limits(max_connections=max(args.concurrency) + 20)
+    done: list[tuple[Level, list[str]]] = []
+    all_cids: list[str] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        try:
+            for c in args.concurrency:
+                level, cids, run_ids = await run_level(client, base, llm_url, args, c)
+                done.append((level, run_ids))
+                all_cids += cids
+                calls = f"{min(level.calls, default=0)}..{max(level.calls, default=0)}"
+                print(f"  {time.strftime('%H:%M:%S')} C={c}: {level.statuses} in "
+                      f"{level.wall_s:.2f} s; LLM calls/run {calls}; "
+                      f"{len(level.health_ms) + len(level.search_ms)} timed requests",
+                      flush=True)  # fmt: skip
+                if not level.ended:
+                    print(f"  C={c}: runs still active after {args.timeout:.0f} s; stopping")
+                    break
+            await read_step_db_ms(args.database_url, done)
+        finally:
+            if not (args.keep or args.temporary):
+                for cid in all_cids:  # runs, events, llm_calls go by ON DELETE CASCADE
+                    await client.delete(f"/api/conversations/{cid}")
+    return [level for level, _ in done]
+
+
+def print_table(headers: list[str], body: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        numeric = [cell.replace(".", "", 1).isdigit() or cell == "n/a" for cell in cells]
+        pairs = zip(cells, widths, numeric, strict=True)
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in pairs).rstrip()
+
+    print("\n" + line(headers))
+    print("  ".join("-" * width for width in widths))
+    for row in body:
+        print(line(row))
+
+
+def f2(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def report(levels: list[Level], steps: int) -> None:
+    rows = []
+    for lv in levels:
+        failed = sum(n for status, n in lv.statuses.items() if status != "completed")
+        calls = f"{min(lv.calls, default=0)}-{max(lv.calls, default=0)}"
+        rows.append(
+            [str(lv.c), f2(lv.c / lv.wall_s), f2(lv.wall_s), str(lv.statuses.get("completed", 0)),
+             str(failed), f"{calls} ({sum(lv.calls)}/{lv.c * steps})",
+             " / ".join(f2(pct(lv.run_s[kind], 0.5)) for kind in KINDS),
+             f2(max((t for ts in lv.run_s.values() for t in ts), default=math.nan)),
+             f2(max(lv.wait_s, default=math.nan)),
+             f2(pct(lv.step_db_ms, 0.5)), f2(pct(lv.step_db_ms, 0.95)), str(len(lv.step_db_ms))]
+        )  # fmt: skip
+    print_table(
+        ["C", "runs/s", "wall s", "completed", "failed", "LLM calls/run (sum/expected)",
+         "run s p50 async / sync", "run s max", "queued s max", "db ms/step p50", "p95", "steps"],
+        rows,
+    )  # fmt: skip
+    rows = [
+        [str(lv.c)] + [f2(pct(ms, q)) if q else str(len(ms))
+                       for ms in (lv.health_ms, lv.search_ms) for q in (0, 0.5, 0.95, 0.99)]
+        + [str(len(lv.errors))]
+        for lv in levels
+    ]  # fmt: skip
+    print_table(["C", "health n", "p50 ms", "p95 ms", "p99 ms", "search n", "p50 ms", "p95 ms",
+                 "p99 ms", "errors"], rows)  # fmt: skip
+    top = max(levels, key=lambda lv: lv.c)
+    checks = [
+        ("GET /health p99", top, pct(top.health_ms, 0.99), P99_TARGET_MS),
+        ("events search p99", top, pct(top.search_ms, 0.99), P99_TARGET_MS),
+    ]
+    checks += [("db ms per step p50", lv, pct(lv.step_db_ms, 0.5), DB_P50_TARGET_MS)
+               for lv in levels]  # fmt: skip
+    rows = [[name, str(lv.c), f2(value), f"<= {target:.0f}", "OK" if value <= target else "MISS"]
+            for name, lv, value, target in checks]  # fmt: skip
+    print_table(["target", "C", "measured ms", "target ms", "OK/MISS"], rows)
+    for lv in levels:
+        for error in lv.errors[:10]:
+            print(f"C={lv.c}: {error[:300]}")
+        if len(lv.errors) > 10:
+            print(f"C={lv.c}: ... {len(lv.errors) - 10} more errors")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--concurrency", type=parse_list, default=[1, 10, 50])
+    parser.add_argument("--steps", type=int, default=3, help="LLM calls per run")
+    parser.add_argument("--latency", type=float, default=0.2, help="fake LLM latency, seconds")
+    parser.add_argument("--max-concurrent-runs", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=120.0, help="per C, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the conversations")
+    args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    llm, server = None, None
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp_name:
+        tmp = Path(tmp_name)
+        args.temporary = args.database_url is None
+        args.database_url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+        log = tmp / "server.log"
+        levels: list[Level] = []
+        try:
+            llm, llm_url = start_fake_llm(args.latency)
+            with socket.socket() as sock:  # a free port of 127.0.0.1
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            base = f"http://127.0.0.1:{port}"
+            server = start_server(args.database_url, port, tmp, args.max_concurrent_runs, log)
+            wait_ready(base, server, timeout=60)
+            print(f"database {args.database_url}; server {base} (pid {server.pid}); fake LLM "
+                  f"{llm_url} (pid {llm.pid}, {args.latency * 1000:.0f} ms); "
+                  f"max_concurrent_runs {args.max_concurrent_runs}; {args.steps} steps/run; "
+                  f"agents alternate {' / '.join(KINDS)}", flush=True)  # fmt: skip
+            levels = asyncio.run(bench(base, llm_url, args))
+        finally:
+            stop(server)
+            stop(llm)
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            if lines:
+                print(f"\nserver log: {len(lines)} lines (level WARNING); the first 30:")
+                print("\n".join("  " + line[:300] for line in lines[:30]))
+        if levels:
+            report(levels, args.steps)
+    ok = bool(levels) and all(
+        lv.ended and lv.statuses.get("completed", 0) == lv.c and not lv.errors for lv in levels
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
