@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import upsert_add
+from app.db.types import UTCDateTime
 from app.events import text_search
 from app.models import Conversation, Event, EventCount
 
@@ -113,13 +114,23 @@ async def last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int | N
 
 
 async def reserve_seqs(
-    session: AsyncSession, conversation_id: uuid.UUID, n: int, now: datetime
-) -> int | None:
-    """Take n seqs under the conversation's row lock; returns the new last_seq (None: unknown).
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    n: int,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> tuple[int, datetime] | None:
+    """Take n seqs under the conversation's row lock: (new last_seq, the events' timestamp),
+    or None for an unknown conversation.
 
-    The UPDATE holds the row lock until commit, so concurrent appends to one conversation are
-    serialized and gapless on both databases.
+    One UPDATE ... RETURNING holds the row lock until commit, so concurrent appends to one
+    conversation are serialized and gapless on both databases. The timestamp is `now`, or the
+    previous event's if the clock stepped back, so time order and seq order agree.
     """
+    stamp = case(
+        (Conversation.last_event_at > literal(now, UTCDateTime()), Conversation.last_event_at),
+        else_=literal(now, UTCDateTime()),
+    )
     stmt = (
         update(Conversation)
         .where(Conversation.id == conversation_id)
@@ -127,18 +138,14 @@ async def reserve_seqs(
             last_seq=Conversation.last_seq + n,
             version=Conversation.version + 1,
             updated_at=now,
+            last_event_at=stamp,
+            **(extra or {}),
         )
-        .returning(Conversation.last_seq)
+        .returning(Conversation.last_seq, Conversation.last_event_at)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def timestamp_at(
-    session: AsyncSession, conversation_id: uuid.UUID, seq: int
-) -> datetime | None:
-    stmt = select(Event.timestamp).where(Event.conversation_id == conversation_id, Event.seq == seq)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (int(row[0]), row[1] or now)
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -44,25 +44,26 @@ def row_to_json(row: Row[Any] | tuple[Any, ...]) -> dict[str, Any]:
 
 
 async def append(
-    session: AsyncSession, conversation_id: uuid.UUID, events: Sequence[EventBase]
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    events: Sequence[EventBase],
+    *,
+    conversation_values: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Append events in one short write; returns them as the API shows them.
 
-    Seqs are reserved by a single UPDATE ... RETURNING under the conversation row lock; the
-    timestamp is taken under that lock and never earlier than the previous event's, so time
-    order and seq order agree even if the clock steps back.
+    Seqs and the timestamp come from a single UPDATE ... RETURNING under the conversation row
+    lock (see repository.reserve_seqs). `conversation_values` are set by that same UPDATE.
     """
     if not events:
         return []
-    now = utcnow()
-    last_seq = await repository.reserve_seqs(session, conversation_id, len(events), now)
-    if last_seq is None:
+    reserved = await repository.reserve_seqs(
+        session, conversation_id, len(events), utcnow(), conversation_values
+    )
+    if reserved is None:
         raise NotFound(f"conversation {conversation_id} not found")
+    last_seq, now = reserved
     first_seq = last_seq - len(events) + 1
-    if first_seq > 1:
-        previous = await repository.timestamp_at(session, conversation_id, first_seq - 1)
-        if previous is not None and previous > now:
-            now = previous
     rows = [
         {
             "conversation_id": conversation_id,

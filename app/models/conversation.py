@@ -32,6 +32,9 @@ class Conversation(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Highest event seq so far: appends reserve seqs by bumping it under the row lock.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Timestamp of the last event: the next append's is never earlier (read in the same
+    # UPDATE that reserves the seqs).
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

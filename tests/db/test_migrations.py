@@ -1,4 +1,4 @@
-"""Migrations on a populated database: 0002 backfills event_counts from existing events."""
+"""Migrations on a populated database: 0002 backfills event_counts, 0005 last_event_at."""
 
 import asyncio
 import uuid
@@ -66,6 +66,12 @@ async def test_0002_backfills_event_counts(tmp_dir: Path) -> None:
             ("ActionEvent", "agent", 1),
             ("MessageEvent", "user", 2),
         ]
+        await asyncio.to_thread(migrations.upgrade, url, "0005")
+        async with db.session(write=False) as session:
+            last = (
+                await session.execute(text("SELECT last_seq, last_event_at FROM conversations"))
+            ).one()
+        assert last[0] == 3 and last[1] is not None, "0005 backfills last_event_at"
         await asyncio.to_thread(migrations.downgrade, url, "0001")
         await asyncio.to_thread(migrations.upgrade, url, "head")
     finally:
