@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,18 +68,40 @@ async def claim(
     return [Lease(row[0], row[1], row[2]) for row in rows]
 
 
-async def hold(session: AsyncSession, lease: Lease, now: datetime) -> bool:
-    """Fence: true when this lease is still the run's live lease; on Postgres the run row is
-    locked until commit, so the sweeper cannot fail the run in the middle of this write."""
-    stmt = select(Run.id).where(
-        Run.id == lease.run_id,
-        Run.status == RunStatus.RUNNING.value,
-        Run.lease_epoch == lease.epoch,
-        Run.lease_expires_at > now,
+async def hold(
+    session: AsyncSession,
+    lease: Lease,
+    now: datetime,
+    *,
+    iterations: int,
+    step_db_ms: list[float] | None = None,
+) -> bool:
+    """The fence: true while this lease is the run's live lease. An UPDATE, so on Postgres
+    the run row stays locked until commit and the sweeper cannot fail the run mid-write."""
+    stmt = (
+        update(Run)
+        .where(
+            Run.id == lease.run_id,
+            Run.status == RunStatus.RUNNING.value,
+            Run.lease_epoch == lease.epoch,
+            Run.lease_expires_at > now,
+        )
+        .values(iterations=iterations, **({} if step_db_ms is None else {"step_db_ms": step_db_ms}))
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
     )
-    if _is_postgres(session):
-        stmt = stmt.with_for_update()
     return (await session.execute(stmt)).first() is not None
+
+
+async def set_stats(
+    session: AsyncSession, conversation_id: uuid.UUID, stats: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(stats=stats)
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(frozen=True)
@@ -118,18 +141,6 @@ async def renew_many(
         .execution_options(synchronize_session=False)
     )
     return {row[0] for row in await session.execute(stmt)}
-
-
-async def add_step(session: AsyncSession, lease: Lease, db_ms: list[float]) -> int:
-    """Count one more iteration; returns the new count."""
-    stmt = (
-        update(Run)
-        .where(Run.id == lease.run_id)
-        .values(iterations=Run.iterations + 1, step_db_ms=db_ms)
-        .returning(Run.iterations)
-        .execution_options(synchronize_session=False)
-    )
-    return int((await session.execute(stmt)).scalar_one())
 
 
 async def finish(

@@ -25,7 +25,7 @@ from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
 from app.models import Conversation, ExecutionStatus, RunStatus
 from app.runs import repository, usage
-from app.runs.repository import ControlFlags, Lease, lock_conversation
+from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,23 +89,55 @@ class Runner:
         self._history: list[dict[str, Any]] | None = None
         self._db_ms = 0.0
         self._step_db_ms: list[float] = []
+        self._iterations = 0
+        self._pending_calls: list[LLMCallRecord] = []
+        self._stats: dict[str, Any] = usage.start(None)
+        self._timings_written: list[float] | None = None
 
     # ---- database writes, each fenced by the lease -------------------------------------
 
-    async def _fenced(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _fenced(
+        self, work: Callable[[AsyncSession, dict[str, Any] | None], Awaitable[T]]
+    ) -> T:
+        """One short write transaction. It starts with the fence: an UPDATE of the run row
+        that matches only while this lease is live (and, on Postgres, locks the row against
+        the sweeper until commit); it also carries the iteration count and step timings. LLM
+        calls recorded since the last write go in too, and `work` gets the new stats to set
+        (None when unchanged)."""
         started = time.perf_counter()
+        calls = list(self._pending_calls)
+        stats = self._stats
+        for call in calls:
+            stats = usage.add(stats, call)
         try:
             async with self.db.session(write=True) as session:
-                if not await repository.hold(session, self.lease, utcnow()):
+                timings = self._step_db_ms
+                held = await repository.hold(
+                    session,
+                    self.lease,
+                    utcnow(),
+                    iterations=self._iterations,
+                    step_db_ms=None if timings is self._timings_written else list(timings),
+                )
+                if not held:
                     self._lost = True
                     raise LeaseLost(f"run {self.lease.run_id} lost its lease")
-                return await work(session)
+                if calls:
+                    await usage.insert_calls(session, self.lease, calls)
+                result = await work(session, stats if calls else None)
         finally:
             self._db_ms += (time.perf_counter() - started) * 1000
+        del self._pending_calls[: len(calls)]
+        self._stats = stats
+        self._timings_written = timings
+        return result
 
     async def _persist(self, events: Sequence[EventBase]) -> list[dict[str, Any]]:
-        async def write(session: AsyncSession) -> list[dict[str, Any]]:
-            return await events_service.append(session, self.lease.conversation_id, events)
+        async def write(session: AsyncSession, stats: dict[str, Any] | None) -> list[Any]:
+            values = None if stats is None else {"stats": stats}
+            return await events_service.append(
+                session, self.lease.conversation_id, events, conversation_values=values
+            )
 
         stored = await self._fenced(write)
         for event in stored:
@@ -113,10 +145,8 @@ class Runner:
         return stored
 
     async def _record(self, record: LLMCallRecord) -> None:
-        async def write(session: AsyncSession) -> None:
-            await usage.record(session, self.lease, record)
-
-        await self._fenced(write)
+        """Kept in memory; written with the next events (or when the run ends)."""
+        self._pending_calls.append(record)
 
     def _track(self, event: dict[str, Any]) -> None:
         call_id = event.get("tool_call_id")
@@ -154,6 +184,7 @@ class Runner:
 
     async def _start(self) -> Stop:
         conversation, history = await self._load()
+        self._stats = usage.start(conversation.stats)
         agent_cls = self.resolve_agent(conversation.agent)
         self._agent = agent_cls(conversation.agent, self.settings)
         self._ctx = self._context(conversation)
@@ -261,14 +292,11 @@ class Runner:
         )
 
     async def _after_step(self, ctx: StepContext, outcome: StepOutcome) -> Stop | None:
+        """Count the step in memory; the next write (or the end of the run) records it."""
         self._step_db_ms = [*self._step_db_ms, round(self._db_ms, 3)][-MAX_STEP_TIMINGS:]
         self._db_ms = 0.0
-        timings = list(self._step_db_ms)
-
-        async def count(session: AsyncSession) -> int:
-            return await repository.add_step(session, self.lease, timings)
-
-        ctx.iteration = await self._fenced(count)
+        self._iterations += 1
+        ctx.iteration = self._iterations
         if outcome.finished:
             return FINISHED
         if self._pause:
@@ -289,7 +317,9 @@ class Runner:
         if stop.error is not None:
             dangling.append(ConversationErrorEvent(code="RunFailed", detail=stop.error))
 
-        async def write(session: AsyncSession) -> None:
+        async def write(session: AsyncSession, stats: dict[str, Any] | None) -> None:
+            if stats is not None:
+                await set_stats(session, self.lease.conversation_id, stats)
             if stop is FINISHED:
                 # Under the conversation's row lock (SQLite: the write lock), so a user message
                 # is either seen here or appended after this run has ended, when `run: true`

@@ -1,57 +1,68 @@
-"""LLM usage: one llm_calls row per call, rolled up into the conversation's stats."""
+"""LLM usage: one llm_calls row per call, rolled up into the conversation's stats.
+
+The runner keeps the totals in memory (it is the only writer of its conversation's stats
+while its run is active) and writes the rows and the new totals together with the next
+events it persists, in the same transaction.
+"""
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agent.base import LLMCallRecord
 from app.clock import utcnow
-from app.models import Conversation, LLMCall
+from app.models import LLMCall
 from app.runs.repository import Lease
 
-
-async def record(session: AsyncSession, lease: Lease, call: LLMCallRecord) -> None:
-    await session.execute(
-        insert(LLMCall).values(
-            id=uuid.uuid4(),
-            conversation_id=lease.conversation_id,
-            run_id=lease.run_id,
-            model=call.model,
-            prompt_tokens=call.prompt_tokens,
-            completion_tokens=call.completion_tokens,
-            cost_usd=call.cost_usd,
-            latency_ms=call.latency_ms,
-            error=call.error,
-            created_at=utcnow(),
-        )
-    )
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.id == lease.conversation_id)
-        .values(stats=await rollup(session, lease.conversation_id))
-        .execution_options(synchronize_session=False)
-    )
+EMPTY = {
+    "llm_calls": 0,
+    "llm_errors": 0,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "cost_usd": None,  # null until a call with a known price
+    "llm_latency_ms": 0.0,
+}
 
 
-async def rollup(session: AsyncSession, conversation_id: uuid.UUID) -> dict[str, object]:
-    """Stats recomputed from llm_calls (not incremented), so no update can be lost."""
-    stmt = select(
-        func.count(),
-        func.count(LLMCall.error),
-        func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
-        func.coalesce(func.sum(LLMCall.completion_tokens), 0),
-        func.sum(LLMCall.cost_usd),
-        func.count(LLMCall.cost_usd),
-        func.coalesce(func.sum(LLMCall.latency_ms), 0.0),
-    ).where(LLMCall.conversation_id == conversation_id)
-    calls, errors, prompt, completion, cost, priced, latency = (await session.execute(stmt)).one()
+def start(stats: dict[str, Any] | None) -> dict[str, Any]:
+    return {**EMPTY, **(stats or {})}
+
+
+def add(stats: dict[str, Any], call: LLMCallRecord) -> dict[str, Any]:
+    cost = stats["cost_usd"]
+    if call.cost_usd is not None:
+        cost = round((cost or 0.0) + call.cost_usd, 9)
     return {
-        "llm_calls": int(calls),
-        "llm_errors": int(errors),
-        "prompt_tokens": int(prompt or 0),
-        "completion_tokens": int(completion or 0),
-        # null when no call had a known price
-        "cost_usd": None if not priced or cost is None else round(float(cost), 6),
-        "llm_latency_ms": round(float(latency or 0.0), 1),
+        **stats,
+        "llm_calls": stats["llm_calls"] + 1,
+        "llm_errors": stats["llm_errors"] + (call.error is not None),
+        "prompt_tokens": stats["prompt_tokens"] + (call.prompt_tokens or 0),
+        "completion_tokens": stats["completion_tokens"] + (call.completion_tokens or 0),
+        "cost_usd": cost,
+        "llm_latency_ms": round(stats["llm_latency_ms"] + call.latency_ms, 3),
     }
+
+
+async def insert_calls(session: AsyncSession, lease: Lease, calls: Sequence[LLMCallRecord]) -> None:
+    now = utcnow()
+    await session.execute(
+        insert(LLMCall),
+        [
+            {
+                "id": uuid.uuid4(),
+                "conversation_id": lease.conversation_id,
+                "run_id": lease.run_id,
+                "model": call.model,
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": call.completion_tokens,
+                "cost_usd": call.cost_usd,
+                "latency_ms": call.latency_ms,
+                "error": call.error,
+                "created_at": now,
+            }
+            for call in calls
+        ],
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from app.db.session import Database
@@ -91,6 +92,10 @@ async def test_tool_calls_become_actions_and_observations(
             .all()
         )
     assert len(calls) == 3 and all(c.error is None and c.latency_ms > 0 for c in calls)
+    stats = conversation["stats"]
+    assert stats["prompt_tokens"] == sum(c.prompt_tokens or 0 for c in calls)
+    assert stats["completion_tokens"] == sum(c.completion_tokens or 0 for c in calls)
+    assert stats["llm_latency_ms"] == pytest.approx(sum(c.latency_ms for c in calls), abs=0.01)
     assert all(c.cost_usd is None for c in calls), "no price for a fake model: unknown, not 0"
     requests = await llm.requests()
     assert requests[0]["messages"][0]["role"] == "system"
