@@ -17,6 +17,10 @@ def load_agents() -> None:
 
     import app.agent.llm_agent  # noqa: F401  (registers LLMAgent and SyncLLMAgent)
 
+    # litellm prints "Give Feedback / Get Help" banners on every failed call; errors reach
+    # our logs and the run's events instead.
+    litellm.suppress_debug_info = True
+
     _warm_up(litellm)
     if litellm.aclient_session is None:
         # One shared HTTP client, built here: otherwise litellm builds one per new client
