@@ -170,6 +170,10 @@ class Runner:
                     stop = await self._guarded(self._loop)
         except LeaseLost as exc:
             logger.warning("%s; stopping without further writes", exc)
+        except Exception:
+            # Could not record the end (the database is unreachable, say): the lease runs
+            # out and the sweeper of some process fails the run as worker_lost.
+            logger.exception("run %s: could not record its end", self.lease.run_id)
 
     async def _guarded(self, body: Callable[[], Awaitable[Stop]]) -> Stop:
         try:
