@@ -26,11 +26,7 @@ is min(1000, N // 100) events, so the 40%..60% timestamp window selects a real s
 
 import argparse
 import asyncio
-import math
-import os
 import random
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -50,6 +46,7 @@ from app.db import migrations  # noqa: E402
 from app.db.session import Database  # noqa: E402
 from app.events import schemas as ev  # noqa: E402
 from app.events import service as events_service  # noqa: E402
+from tests.procs import free_port, percentile, print_table, start_server, stop, wait_ready  # noqa: E402
 
 RARE_WORD = "zebracorn"
 RARE_RATE = 0.01
@@ -213,47 +210,6 @@ async def delete_conversations(url: str, conversation_ids: list[uuid.UUID]) -> N
         await db.dispose()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AGENT_SERVER_DATABASE_URL": url, "AGENT_SERVER_LOG_LEVEL": "WARNING"}
-    env.pop("AGENT_SERVER_SESSION_API_KEYS", None)  # the benchmark sends no key
-    command = [sys.executable, "-m", "app.cli", "serve", "--no-migrate"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(command, env=env, cwd=REPO_ROOT)
-
-
-def wait_ready(client: httpx.Client, server: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"bench_events: server exited with code {server.returncode} before ready")
-        try:
-            response = client.get("/ready", timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    sys.exit(f"bench_events: server not ready after {timeout:.0f} s (last: {last})")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """Terminate the server we started (by its PID), then kill it after 10 s."""
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=10)
-
-
 def get_json(client: httpx.Client, path: str, params: dict[str, Any] | None = None) -> Any:
     response = client.get(path, params=params)
     if response.status_code != 200:
@@ -262,10 +218,6 @@ def get_json(client: httpx.Client, path: str, params: dict[str, Any] | None = No
             f"{response.text[:500]}"
         )
     return response.json()
-
-
-def percentile(sorted_ms: list[float], fraction: float) -> float:  # nearest-rank
-    return sorted_ms[max(0, math.ceil(fraction * len(sorted_ms)) - 1)]
 
 
 def time_interleaved(
@@ -332,23 +284,6 @@ def measure(client: httpx.Client, seeded: list[Seeded], requests: int) -> list[R
             print(f"  {name:<17} N={one.size:<8} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms", flush=True)
     rows.sort(key=lambda row: row.size)
     return rows
-
-
-def print_table(headers: list[str], body: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        numeric = [cell.replace(".", "", 1).isdigit() for cell in cells]
-        parts = [
-            cell.rjust(width) if num else cell.ljust(width)
-            for cell, width, num in zip(cells, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    print("\n" + line(headers))
-    print("  ".join("-" * width for width in widths))
-    for row in body:
-        print(line(row))
 
 
 def print_results(rows: list[Row], sizes: list[int]) -> None:
@@ -419,16 +354,24 @@ def main() -> None:
         if not args.no_analyze:
             print(f"ran {asyncio.run(analyze(url))} after seeding", flush=True)
         port = free_port()
-        server = start_server(url, port)
+        env = {
+            "AGENT_SERVER_DATABASE_URL": url,
+            "AGENT_SERVER_LOG_LEVEL": "WARNING",
+            "AGENT_SERVER_SESSION_API_KEYS": None,  # the benchmark sends no key
+        }
+        server = start_server(port, env, args=["--no-migrate"])
         rows: list[Row] = []
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
-                wait_ready(client, server, timeout=60.0)
+                try:
+                    wait_ready(f"http://127.0.0.1:{port}", server, timeout=60.0)
+                except RuntimeError as exc:
+                    sys.exit(f"bench_events: {exc}")
                 print(f"server ready on 127.0.0.1:{port} (pid {server.pid}); "
                       f"{args.requests} timed requests per query after 10 warm-up")  # fmt: skip
                 rows = measure(client, seeded, args.requests)
         finally:
-            stop_server(server)
+            stop(server)
         print_results(rows, sizes)
     finally:
         ids = [result.conversation_id for result in seeded]

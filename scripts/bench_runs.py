@@ -23,11 +23,7 @@ API: read from the runs table), against targets (p99 <= 50 ms at the largest C; 
 
 import argparse
 import asyncio
-import contextlib
 import math
-import os
-import select
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +43,15 @@ sys.path.insert(0, str(REPO_ROOT))  # so `app` imports when run as `python scrip
 
 from app.db.engine import create_engine  # noqa: E402
 from app.models import Run  # noqa: E402
+from tests.procs import (  # noqa: E402
+    free_port,
+    percentile,
+    print_table,
+    start_fake_llm,
+    start_server,
+    stop,
+    wait_ready,
+)
 
 THINK = {"text": "Thinking.", "tool_calls": [{"name": "think", "arguments": {"thought": "go"}}]}
 KINDS = ("LLMAgent", "SyncLLMAgent")
@@ -77,59 +82,6 @@ def parse_list(text: str) -> list[int]:
     if len(values) != len(text.split(",")) or min(values, default=0) < 1:
         raise argparse.ArgumentTypeError(f"not a list of positive integers: {text!r}")
     return values
-
-
-def start_fake_llm(latency: float) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "tests.fakellm", "--port", "0", "--latency", str(latency)]
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
-    if not line.startswith("PORT "):
-        proc.kill()
-        sys.exit(f"bench_runs: the fake LLM did not print its port (got {line!r})")
-    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
-
-
-def start_server(url: str, port: int, tmp: Path, runs: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AGENT_SERVER_DATABASE_URL": url, "AGENT_SERVER_LOG_LEVEL": "WARNING"}
-    env["AGENT_SERVER_MAX_CONCURRENT_RUNS"] = str(runs)
-    env["AGENT_SERVER_WORKSPACE_ROOT"] = str(tmp / "workspaces")
-    env.pop("AGENT_SERVER_SESSION_API_KEYS", None)  # the benchmark sends no key
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port"]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [*command, str(port)], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited with code {server.returncode} before ready")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server not ready after {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[Any] | None) -> None:
-    """Terminate a process this script started (by its PID); kill it after 10 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def pct(values: list[float], fraction: float) -> float:  # nearest-rank; nan if no values
-    ordered = sorted(values) or [math.nan]
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 class Sampler(threading.Thread):
@@ -285,20 +237,6 @@ async def bench(base: str, llm_url: str, args: argparse.Namespace) -> list[Level
     return [level for level, _ in done]
 
 
-def print_table(headers: list[str], body: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        numeric = [cell.replace(".", "", 1).isdigit() or cell == "n/a" for cell in cells]
-        pairs = zip(cells, widths, numeric, strict=True)
-        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in pairs).rstrip()
-
-    print("\n" + line(headers))
-    print("  ".join("-" * width for width in widths))
-    for row in body:
-        print(line(row))
-
-
 def f2(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}"
 
@@ -311,10 +249,11 @@ def report(levels: list[Level], steps: int) -> None:
         rows.append(
             [str(lv.c), f2(lv.c / lv.wall_s), f2(lv.wall_s), str(lv.statuses.get("completed", 0)),
              str(failed), f"{calls} ({sum(lv.calls)}/{lv.c * steps})",
-             " / ".join(f2(pct(lv.run_s[kind], 0.5)) for kind in KINDS),
+             " / ".join(f2(percentile(lv.run_s[kind], 0.5)) for kind in KINDS),
              f2(max((t for ts in lv.run_s.values() for t in ts), default=math.nan)),
              f2(max(lv.wait_s, default=math.nan)),
-             f2(pct(lv.step_db_ms, 0.5)), f2(pct(lv.step_db_ms, 0.95)), str(len(lv.step_db_ms))]
+             f2(percentile(lv.step_db_ms, 0.5)), f2(percentile(lv.step_db_ms, 0.95)),
+             str(len(lv.step_db_ms))]
         )  # fmt: skip
     print_table(
         ["C", "runs/s", "wall s", "completed", "failed", "LLM calls/run (sum/expected)",
@@ -322,7 +261,7 @@ def report(levels: list[Level], steps: int) -> None:
         rows,
     )  # fmt: skip
     rows = [
-        [str(lv.c)] + [f2(pct(ms, q)) if q else str(len(ms))
+        [str(lv.c)] + [f2(percentile(ms, q)) if q else str(len(ms))
                        for ms in (lv.health_ms, lv.search_ms) for q in (0, 0.5, 0.95, 0.99)]
         + [str(len(lv.errors))]
         for lv in levels
@@ -331,10 +270,10 @@ def report(levels: list[Level], steps: int) -> None:
                  "p99 ms", "errors"], rows)  # fmt: skip
     top = max(levels, key=lambda lv: lv.c)
     checks = [
-        ("GET /health p99", top, pct(top.health_ms, 0.99), P99_TARGET_MS),
-        ("events search p99", top, pct(top.search_ms, 0.99), P99_TARGET_MS),
+        ("GET /health p99", top, percentile(top.health_ms, 0.99), P99_TARGET_MS),
+        ("events search p99", top, percentile(top.search_ms, 0.99), P99_TARGET_MS),
     ]
-    checks += [("db ms per step p50", lv, pct(lv.step_db_ms, 0.5), DB_P50_TARGET_MS)
+    checks += [("db ms per step p50", lv, percentile(lv.step_db_ms, 0.5), DB_P50_TARGET_MS)
                for lv in levels]  # fmt: skip
     rows = [[name, str(lv.c), f2(value), f"<= {target:.0f}", "OK" if value <= target else "MISS"]
             for name, lv, value, target in checks]  # fmt: skip
@@ -366,12 +305,21 @@ def main() -> int:
         log = tmp / "server.log"
         levels: list[Level] = []
         try:
-            llm, llm_url = start_fake_llm(args.latency)
-            with socket.socket() as sock:  # a free port of 127.0.0.1
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
+            try:
+                llm, llm_url = start_fake_llm(args.latency)
+            except RuntimeError as exc:
+                sys.exit(f"bench_runs: {exc}")
+            port = free_port()
             base = f"http://127.0.0.1:{port}"
-            server = start_server(args.database_url, port, tmp, args.max_concurrent_runs, log)
+            env = {
+                "AGENT_SERVER_DATABASE_URL": args.database_url,
+                "AGENT_SERVER_LOG_LEVEL": "WARNING",
+                "AGENT_SERVER_MAX_CONCURRENT_RUNS": str(args.max_concurrent_runs),
+                "AGENT_SERVER_WORKSPACE_ROOT": str(tmp / "workspaces"),
+                "AGENT_SERVER_SESSION_API_KEYS": None,  # the benchmark sends no key
+            }
+            with log.open("wb") as out:
+                server = start_server(port, env, stdout=out, stderr=subprocess.STDOUT)
             wait_ready(base, server, timeout=60)
             print(f"database {args.database_url}; server {base} (pid {server.pid}); fake LLM "
                   f"{llm_url} (pid {llm.pid}, {args.latency * 1000:.0f} ms); "

@@ -18,9 +18,6 @@ the run completed, 1 otherwise (with the tail of the server's log).
 """
 
 import json
-import os
-import select
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +28,10 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # so `tests` imports when run as `python scripts/...`
+
+from tests.procs import free_port, start_fake_llm, start_server, stop, wait_ready  # noqa: E402
+
 MODEL = "openai/fake-model"
 TASK = "Write a short note about this server to notes/hello.md, then tell me you are done."
 SCRIPT = [
@@ -55,69 +56,6 @@ SCRIPT = [
     {"tool_calls": [{"name": "finish", "arguments": {"message": "Wrote notes/hello.md."}}]},
 ]
 ENDED = {"completed", "failed", "cancelled", "interrupted"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_fake_llm(log: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start tests.fakellm on a free port; returns the process and its base URL."""
-    command = [sys.executable, "-m", "tests.fakellm", "--port", "0"]
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True
-        )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
-    if not line.startswith("PORT "):
-        raise RuntimeError(f"fake LLM did not print its port (got {line!r}); see {log}")
-    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
-
-
-def start_server(tmp: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AGENT_SERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'demo.db'}",
-        "AGENT_SERVER_WORKSPACE_ROOT": str(tmp / "workspaces"),
-        "AGENT_SERVER_LOG_LEVEL": "WARNING",
-    }
-    env.pop("AGENT_SERVER_SESSION_API_KEYS", None)  # the demo sends no key
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port)]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def wait_until(what: str, ok: Any, proc: subprocess.Popen[Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
-        try:
-            if ok():
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what}: not ready after {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[Any] | None) -> None:
-    """Terminate a process this script started (by its PID); kill it after 10 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
@@ -229,17 +167,19 @@ def main() -> int:
         tmp = Path(tmp_name)
         server_log = tmp / "server.log"
         try:
-            llm, llm_url = start_fake_llm(tmp / "fakellm.log")
+            with (tmp / "fakellm.log").open("w") as llm_log:
+                llm, llm_url = start_fake_llm(stderr=llm_log)
             port = free_port()
-            server = start_server(tmp, port, server_log)
+            env = {
+                "AGENT_SERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'demo.db'}",
+                "AGENT_SERVER_WORKSPACE_ROOT": str(tmp / "workspaces"),
+                "AGENT_SERVER_LOG_LEVEL": "WARNING",
+                "AGENT_SERVER_SESSION_API_KEYS": None,  # the demo sends no key
+            }
+            with server_log.open("wb") as out:
+                server = start_server(port, env, stdout=out, stderr=subprocess.STDOUT)
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                wait_until(
-                    "fake LLM",
-                    lambda: httpx.get(f"{llm_url}/_requests", timeout=2).status_code == 200,
-                    llm,
-                    30,
-                )
-                wait_until("server", lambda: client.get("/ready").status_code == 200, server, 60)
+                wait_ready(f"http://127.0.0.1:{port}", server, 60)
                 print(f"fake LLM on {llm_url} (pid {llm.pid}); "
                       f"server on http://127.0.0.1:{port} (pid {server.pid}); "
                       f"database and workspace in {tmp}")  # fmt: skip

@@ -2,10 +2,8 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from sqlalchemy import text
 from app.db import migrations
 from tests.conftest import BASE_URL
 from tests.dbutil import create_database, drop_database
+from tests.procs import free_port, start_server, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,34 +98,13 @@ def test_serve_no_migrate_refuses_a_database_that_is_ahead(scratch_url: str) -> 
     assert "ahead" in lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_serve_migrates_then_serves(scratch_url: str) -> None:
-    port = _free_port()
-    env = {**os.environ, "AGENT_SERVER_DATABASE_URL": scratch_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port = free_port()
+    env = {"AGENT_SERVER_DATABASE_URL": scratch_url}
+    proc = start_server(port, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        ready = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert ready is not None, f"server did not answer; exit={proc.poll()}"
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout=60)
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
         assert ready.status_code == 200, ready.text
         created = httpx.post(
             f"http://127.0.0.1:{port}/api/conversations",
@@ -135,13 +113,8 @@ def test_serve_migrates_then_serves(scratch_url: str) -> None:
         )
         assert created.status_code == 201
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    log = proc.stderr.read() if proc.stderr else ""
+        stop(proc, timeout=15)
+    log = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     # uvicorn re-raises SIGTERM after a graceful shutdown, so -15 is a clean exit too.
     assert proc.returncode in (0, -signal.SIGTERM), log
     assert "Application shutdown complete" in log

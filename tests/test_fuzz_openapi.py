@@ -42,12 +42,8 @@ all items passed.
 """
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,8 +66,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import BASE_URL
 from tests.dbutil import create_database, drop_database
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.procs import free_port, start_server, stop, wait_ready
 
 # Hypothesis caches the constants it finds in local modules under ./.hypothesis by default.
 set_hypothesis_home_dir(
@@ -169,27 +164,6 @@ def blockbuster() -> Iterator[None]:
     yield
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], server: LiveServer) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            ready = httpx.get(f"{server.base_url}/ready", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.2)
-            continue
-        assert ready.status_code == 200, ready.text
-        return
-    log = server.log_path.read_text(errors="replace")
-    raise AssertionError(f"server did not answer /ready; exit={proc.poll()}\n{log}")
-
-
 def _seed(client: httpx.Client) -> Seeds:
     """A few conversations with messages, created over HTTP, and cursors into them."""
     seeds = Seeds()
@@ -237,9 +211,8 @@ def _seed(client: httpx.Client) -> Seeds:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp_path = tmp_path_factory.mktemp("fuzz")
     url = create_database(BASE_URL, tmp_path, "fuzz")
-    server = LiveServer(port=_free_port(), log_path=tmp_path / "server.log")
-    env = {
-        **os.environ,
+    server = LiveServer(port=free_port(), log_path=tmp_path / "server.log")
+    env: dict[str, str | None] = {
         "AGENT_SERVER_DATABASE_URL": url,
         "AGENT_SERVER_SESSION_API_KEYS": "",
         "AGENT_SERVER_LOG_LEVEL": "INFO",
@@ -253,16 +226,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # A file, not a pipe: nothing reads the log while the server runs, and a full pipe
         # would block the server.
         with server.log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(server.port)],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            proc = start_server(server.port, env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_ready(proc, server)
+            try:
+                wait_ready(server.base_url, proc, timeout=60)
+            except RuntimeError as exc:
+                log_text = server.log_path.read_text(errors="replace")
+                raise AssertionError(f"server did not answer /ready: {exc}\n{log_text}") from exc
             with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT) as client:
                 served = client.get("/openapi.json")
                 assert served.status_code == 200, served.text
@@ -271,13 +241,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             vars(SEEDS).update(vars(seeds))
             yield server
         finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc, timeout=15)
     finally:
         drop_database(BASE_URL, url)
 

@@ -2,8 +2,6 @@
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,8 +13,8 @@ import pytest
 import tests.runs.agents  # noqa: F401  (registers the test agents)
 from app.db.session import Database
 from tests.conftest import make_app, serve_app
+from tests.procs import start_fake_llm, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = {
     "worker_poll_seconds": 0.05,
     "control_poll_seconds": 0.05,
@@ -46,31 +44,11 @@ class FakeLLM:
 
 @pytest.fixture(scope="session")
 def fake_llm_server() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakellm", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, base = start_fake_llm()
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        base = f"http://127.0.0.1:{int(line.split()[1])}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.post(f"{base}/_reset", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture
