@@ -55,6 +55,8 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._control_wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         self._loops = [
@@ -63,12 +65,25 @@ class Worker:
             asyncio.create_task(self._control_loop(), name="run-control"),
         ]
 
-    async def stop(self) -> None:
-        for task in [*self._loops, *self._tasks]:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming and end the loops at their next turn (not in the middle of a query);
+        runs in flight are cancelled: their leases lapse and the sweeper of a live process
+        fails them as worker_lost. Returns within about twice `grace` whatever happens."""
+        self._stopping = True
+        self._stopped.set()
+        self._wake.set()
+        self._control_wake.set()
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._loops, *self._tasks]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        pending = {*self._loops, *self._tasks}
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            logger.error("worker stop: %d tasks did not end", len(pending))
         self.pools.run_pool.shutdown(wait=False, cancel_futures=True)
         self.pools.tool_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -82,7 +97,7 @@ class Worker:
             self._control_wake.set()
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 free = self.settings.max_concurrent_runs - len(self.runners)
                 if free > 0:
@@ -122,14 +137,14 @@ class Worker:
         (set by any process) every control_poll_seconds, renew leases every third of them."""
         renew_every = self.settings.run_lease_seconds / 3
         next_renewal = time.monotonic() + renew_every
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._control_wake.wait(), self.settings.control_poll_seconds
                 )
             self._control_wake.clear()
             runners = list(self.runners.values())
-            if not runners:
+            if not runners or self._stopping:
                 continue
             try:
                 async with self.db.session(write=False) as session:
@@ -173,11 +188,12 @@ class Worker:
         task.add_done_callback(done)
 
     async def _sweep_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await sweep_once(self.db)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("sweeping expired runs failed; retrying")
-            await asyncio.sleep(self.settings.sweeper_interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self.settings.sweeper_interval_seconds)
