@@ -5,9 +5,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import upsert_add
@@ -15,6 +26,8 @@ from app.db.types import UTCDateTime
 from app.events import text_search
 from app.models import Conversation, Event, EventCount
 
+CONVERSATIONS = cast(Table, Conversation.__table__)
+EVENTS = cast(Table, Event.__table__)
 ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
 _NO_UPPER_BOUND = 2**62
 
@@ -127,29 +140,30 @@ async def reserve_seqs(
     conversation are serialized and gapless on both databases. The timestamp is `now`, or the
     previous event's if the clock stepped back, so time order and seq order agree.
     """
+    # Core statements on the tables, not the ORM's bulk paths: appends are the hot write.
+    table = CONVERSATIONS.c
     stamp = case(
-        (Conversation.last_event_at > literal(now, UTCDateTime()), Conversation.last_event_at),
+        (table.last_event_at > literal(now, UTCDateTime()), table.last_event_at),
         else_=literal(now, UTCDateTime()),
     )
     stmt = (
-        update(Conversation)
-        .where(Conversation.id == conversation_id)
+        update(CONVERSATIONS)
+        .where(table.id == conversation_id)
         .values(
-            last_seq=Conversation.last_seq + n,
-            version=Conversation.version + 1,
+            last_seq=table.last_seq + n,
+            version=table.version + 1,
             updated_at=now,
             last_event_at=stamp,
             **(extra or {}),
         )
-        .returning(Conversation.last_seq, Conversation.last_event_at)
-        .execution_options(synchronize_session=False)
+        .returning(table.last_seq, table.last_event_at)
     )
     row = (await session.execute(stmt)).first()
     return None if row is None else (int(row[0]), row[1] or now)
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    await session.execute(insert(Event), rows)
+    await session.execute(insert(EVENTS), rows)
     tally = Counter((row["conversation_id"], row["kind"], row["source"]) for row in rows)
     counts = [
         {"conversation_id": cid, "kind": kind, "source": source, "count": n}
