@@ -229,12 +229,13 @@ async def test_no_transaction_is_held_across_a_step(run_app: RunAppFactory) -> N
 
 
 async def test_leases_are_renewed_while_runs_go_on(run_app: RunAppFactory) -> None:
-    """Three runs of 2 s under a 0.6 s lease: the worker's batched renewal (every 0.2 s)
-    keeps them; its own sweeper (every 0.2 s) would fail any whose lease lapsed."""
-    async with run_app(run_lease_seconds=0.6) as client:
+    """Three runs of 4 s under a 1.5 s lease: the worker's batched renewal (every 0.5 s)
+    keeps them; its own sweeper (every 0.2 s) would fail any whose lease lapsed. (With a
+    0.6 s lease the 0.4 s of slack was once too little on a loaded CI machine.)"""
+    async with run_app(run_lease_seconds=1.5) as client:
         runs = []
         for _ in range(3):
-            cid = await _conversation(client, "AsyncTestAgent", steps=4, sleep=0.5)
+            cid = await _conversation(client, "AsyncTestAgent", steps=4, sleep=1.0)
             runs.append((await client.post(f"/api/conversations/{cid}/run")).json()["id"])
         done = [await wait_run(client, run_id, {"completed", "failed"}) for run_id in runs]
     assert [d["status"] for d in done] == ["completed"] * 3, done
