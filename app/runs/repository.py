@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -220,11 +220,6 @@ async def page(
         stmt = stmt.where(tuple_(Run.created_at, Run.id) < bound)
     stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
     return (await session.execute(stmt)).scalars().all()
-
-
-async def count_active(session: AsyncSession) -> int:
-    stmt = select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE_STATUSES))
-    return int((await session.execute(stmt)).scalar_one())
 
 
 async def lock_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:

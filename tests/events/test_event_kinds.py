@@ -49,6 +49,13 @@ SAMPLES: list[dict[str, Any]] = [
 ]
 
 
+async def api_count(client: httpx.AsyncClient, cid: uuid.UUID, **params: str) -> int:
+    response = await client.get(f"/api/conversations/{cid}/events/count", params=params)
+    assert response.status_code == 200
+    result: int = response.json()
+    return result
+
+
 async def test_every_kind_round_trips_through_the_store(
     client: httpx.AsyncClient, db: Database
 ) -> None:
@@ -74,10 +81,7 @@ async def test_every_kind_round_trips_through_the_store(
     assert sources["PauseEvent"] == "user"
 
     async def count(**params: str) -> int:
-        response = await client.get(f"/api/conversations/{cid}/events/count", params=params)
-        assert response.status_code == 200
-        result: int = response.json()
-        return result
+        return await api_count(client, cid, **params)
 
     assert await count(body="ls -la") == 1
     assert await count(body="readme") == 1
@@ -104,12 +108,6 @@ async def test_kind_and_source_counts_equal_count_star(
     async with db.session(write=True) as session:
         await service.append(session, cid, [adapter.validate_python(s) for s in SAMPLES[:4]])
 
-    async def api_count(**params: str) -> int:
-        response = await client.get(f"/api/conversations/{cid}/events/count", params=params)
-        assert response.status_code == 200
-        result: int = response.json()
-        return result
-
     async def sql_count(**where: str) -> int:
         stmt = select(func.count()).select_from(Event).where(Event.conversation_id == cid)
         for column, value in where.items():
@@ -119,10 +117,17 @@ async def test_kind_and_source_counts_equal_count_star(
 
     kinds = sorted({s["kind"] for s in SAMPLES})
     for kind in kinds:
-        assert await api_count(kind=kind) == await sql_count(kind=kind)
+        assert await api_count(client, cid, kind=kind) == await sql_count(kind=kind)
         for source in ("user", "agent", "environment"):
             expected = await sql_count(kind=kind, source=source)
-            assert await api_count(kind=kind, source=source) == expected
+            assert await api_count(client, cid, kind=kind, source=source) == expected
     for source in ("user", "agent", "environment"):
-        assert await api_count(source=source) == await sql_count(source=source)
-    assert await api_count() == await sql_count() == len(SAMPLES) + 4
+        assert await api_count(client, cid, source=source) == await sql_count(source=source)
+    assert (
+        await api_count(
+            client,
+            cid,
+        )
+        == await sql_count()
+        == len(SAMPLES) + 4
+    )
