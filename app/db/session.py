@@ -19,8 +19,9 @@ from app.db.engine import SQLITE_BEGIN_OPTION, create_engine
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sqlite_busy_timeout_ms: int = 10_000) -> None:
         self.engine = engine
+        self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._read_factory = async_sessionmaker(engine, expire_on_commit=False)
         write_engine = (
@@ -40,12 +41,18 @@ class Database:
                 max_overflow=settings.db_max_overflow,
                 pool_timeout=settings.db_pool_timeout_seconds,
                 sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            )
+            ),
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
 
     @classmethod
     def from_url(cls, url: str) -> "Database":
         return cls(create_engine(url))
+
+    @property
+    def write_lock(self) -> asyncio.Lock | None:
+        """SQLite: the lock this process's writers queue on (None on Postgres)."""
+        return self._write_lock
 
     @contextlib.asynccontextmanager
     async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:

@@ -23,8 +23,9 @@ from app.conversations.state import transition
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
+from app.events.service import row_to_json
 from app.models import Conversation, ExecutionStatus, RunStatus
-from app.runs import repository, usage
+from app.runs import hot_write, repository, usage
 from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class Runner:
         lease: Lease,
         resolve_agent: Callable[[dict[str, Any]], type[AgentBase]],
         pools: Pools,
+        hot: hot_write.HotWriter,
     ) -> None:
         self.db = db
+        self.hot = hot
         self.settings = settings
         self.lease = lease
         self.resolve_agent = resolve_agent
@@ -84,7 +87,8 @@ class Runner:
         self._step_task: asyncio.Future[StepOutcome] | None = None
         self._ctx: StepContext | None = None
         self._open_actions: dict[str, str] = {}  # tool_call_id -> tool_name
-        self._user_seq = 0
+        self._user_seq = 0  # the last user message taken into the context
+        self._known_seq = 0  # the conversation's last seq as this runner last saw it
         self._agent: AgentBase | None = None
         self._history: list[dict[str, Any]] | None = None
         self._db_ms = 0.0
@@ -133,15 +137,67 @@ class Runner:
         return result
 
     async def _persist(self, events: Sequence[EventBase]) -> list[dict[str, Any]]:
-        async def write(session: AsyncSession, stats: dict[str, Any] | None) -> list[Any]:
-            values = None if stats is None else {"stats": stats}
-            return await events_service.append(
-                session, self.lease.conversation_id, events, conversation_values=values
-            )
-
-        stored = await self._fenced(write)
+        """Append events in one fenced trip (see hot_write), with the LLM calls recorded since
+        the last write, the new stats, the iteration count and the step timings."""
+        started = time.perf_counter()
+        calls = list(self._pending_calls)
+        stats = self._stats
+        for call in calls:
+            stats = usage.add(stats, call)
+        timings = self._step_db_ms
+        rows = [
+            {
+                "id": event.id,
+                "kind": event.kind,
+                "source": event.source,
+                "search_text": event.search_text(),
+                "payload": event.payload(),
+            }
+            for event in events
+        ]
+        job = hot_write.Append(
+            lease=self.lease,
+            now=utcnow(),
+            iterations=self._iterations,
+            events=rows,
+            step_db_ms=None if timings is self._timings_written else list(timings),
+            stats=stats if calls else None,
+            calls=[usage.call_row(call) for call in calls],
+        )
+        # An interrupt cancels the step, never the write half-way: the write lands or not as
+        # a whole and the runner learns which (its open actions decide the AgentErrorEvents
+        # written at the end), then the cancellation goes on.
+        write = asyncio.ensure_future(self.hot.append(job))
+        cancelled = False
+        try:
+            while True:
+                try:
+                    written = await asyncio.shield(write)
+                    break
+                except asyncio.CancelledError:
+                    if write.cancelled():
+                        raise
+                    cancelled = True
+        finally:
+            self._db_ms += (time.perf_counter() - started) * 1000
+        if written is None:
+            self._lost = True
+            raise LeaseLost(f"run {self.lease.run_id} lost its lease")
+        last_seq, stamp = written
+        del self._pending_calls[: len(calls)]
+        self._stats = stats
+        self._timings_written = timings
+        first = last_seq - len(rows) + 1
+        if first - 1 == self._known_seq:  # nothing else was appended since we last looked
+            self._known_seq = last_seq
+        stored = [
+            row_to_json((r["kind"], r["id"], first + i, stamp, r["source"], r["payload"]))
+            for i, r in enumerate(rows)
+        ]
         for event in stored:
             self._track(event)
+        if cancelled:
+            raise asyncio.CancelledError()
         return stored
 
     async def _record(self, record: LLMCallRecord) -> None:
@@ -199,6 +255,7 @@ class Runner:
         for event in history:
             self._track(event)
         self._user_seq = max((int(e["seq"]) for e in history), default=0)
+        self._known_seq = max(self._known_seq, self._user_seq)
         self._history = history
         return await self._loop()
 
@@ -277,9 +334,19 @@ class Runner:
         return asyncio.run_coroutine_threadsafe(coro, self._ctx.loop).result()
 
     async def _take_new_user_messages(self, ctx: StepContext) -> None:
-        """User messages sent while the run was going: appended to the context in memory."""
-        async with self.db.session(write=False) as session:
-            new = await self._new_user_messages(session)
+        """User messages sent while the run was going: appended to the context in memory.
+        One cheap look at the conversation's last seq first; the events are read only when
+        someone else appended since this runner last looked."""
+        started = time.perf_counter()
+        try:
+            latest = await self.hot.last_seq(self.lease.conversation_id)
+            if latest is None or latest <= self._known_seq:
+                return
+            async with self.db.session(write=False) as session:
+                new = await self._new_user_messages(session)
+            self._known_seq = latest
+        finally:
+            self._db_ms += (time.perf_counter() - started) * 1000
         for event in new:
             self._user_seq = max(self._user_seq, int(event["seq"]))
             message = event["llm_message"]

@@ -46,21 +46,28 @@ def add(stats: dict[str, Any], call: LLMCallRecord) -> dict[str, Any]:
     }
 
 
+def call_row(call: LLMCallRecord) -> dict[str, Any]:
+    """An llm_calls row's own values (the writer adds conversation, run and time)."""
+    return {
+        "id": uuid.uuid4(),
+        "model": call.model,
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens,
+        "cost_usd": call.cost_usd,
+        "latency_ms": call.latency_ms,
+        "error": call.error,
+    }
+
+
 async def insert_calls(session: AsyncSession, lease: Lease, calls: Sequence[LLMCallRecord]) -> None:
     now = utcnow()
     await session.execute(
         insert(LLMCall),
         [
             {
-                "id": uuid.uuid4(),
+                **call_row(call),
                 "conversation_id": lease.conversation_id,
                 "run_id": lease.run_id,
-                "model": call.model,
-                "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": call.completion_tokens,
-                "cost_usd": call.cost_usd,
-                "latency_ms": call.latency_ms,
-                "error": call.error,
                 "created_at": now,
             }
             for call in calls

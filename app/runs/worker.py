@@ -24,6 +24,7 @@ from app.db.session import Database
 from app.errors import Unprocessable
 from app.models import ExecutionStatus
 from app.runs import repository
+from app.runs.hot_write import hot_writer
 from app.runs.repository import Lease
 from app.runs.runner import Pools, Runner
 from app.runs.sweeper import sweep_once
@@ -50,6 +51,8 @@ class Worker:
             ),
             tool_pool=ThreadPoolExecutor(settings.tool_pool_size, thread_name_prefix="tool"),
         )
+        # Statements take about a millisecond: a few connections serve many runs.
+        self.hot = hot_writer(db, max_connections=max(2, min(settings.max_concurrent_runs, 8)))
         self.runners: dict[uuid.UUID, Runner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -86,6 +89,7 @@ class Worker:
             logger.error("worker stop: %d tasks did not end", len(pending))
         self.pools.run_pool.shutdown(wait=False, cancel_futures=True)
         self.pools.tool_pool.shutdown(wait=False, cancel_futures=True)
+        await self.hot.close()
 
     def wake(self) -> None:
         """A run may have been queued: look now instead of at the next poll."""
@@ -175,6 +179,7 @@ class Worker:
             lease=lease,
             resolve_agent=resolve_agent,
             pools=self.pools,
+            hot=self.hot,
         )
         self.runners[lease.run_id] = runner
         task = asyncio.create_task(runner.run(), name=f"run-{lease.run_id}")
