@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     control_poll_seconds: float = Field(default=0.25, gt=0)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
     tool_pool_size: int = Field(default=8, ge=1, le=256)
+    # Live streams: SQLite change-detection poll; Postgres backstop poll behind NOTIFY.
+    stream_poll_seconds: float = Field(default=0.2, gt=0, le=60)
+    stream_backstop_seconds: float = Field(default=2.0, gt=0, le=2)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
+    stream_client_buffer: int = Field(default=1000, ge=1, le=1_000_000)
+    websocket_auth_timeout_seconds: float = Field(default=10.0, gt=0)
     workspace_root: Path = Path("./workspaces")
     enable_terminal: bool = False
     terminal_timeout_seconds: float = Field(default=30.0, gt=0)

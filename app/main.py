@@ -23,6 +23,9 @@ from app.http import reject_nul_in_url
 from app.runs.endpoints import router as runs_router
 from app.runs.worker import Worker
 from app.security import require_api_key
+from app.streams.endpoints import router as streams_router
+from app.streams.endpoints import sockets_router
+from app.streams.hub import EventHub
 from app.system.endpoints import router as system_router
 
 logger = logging.getLogger(__name__)
@@ -91,6 +94,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if owns_db:
             # Engine creation resolves file paths for SQLite: also off the loop.
             app.state.db = await asyncio.to_thread(Database.from_settings, settings)
+        db: Database = app.state.db
+        hub = EventHub(
+            db,
+            poll_seconds=settings.stream_poll_seconds
+            if db.is_sqlite
+            else settings.stream_backstop_seconds,
+            max_buffer=settings.stream_client_buffer,
+            tail_backstop_seconds=settings.stream_backstop_seconds,
+        )
+        app.state.hub = hub
+        await hub.start()
         worker = None
         if settings.run_worker_enabled:
             await asyncio.to_thread(load_agents)
@@ -102,6 +116,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         finally:
             if worker is not None:
                 await worker.stop()
+            await hub.stop()
             if owns_db:
                 await app.state.db.dispose()
 
@@ -121,9 +136,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         responses=error_responses(400, 401),
     )
     api.include_router(conversations_router)
+    api.include_router(streams_router)  # before events: /events/stream is not an event id
     api.include_router(events_router)
     api.include_router(runs_router)
     app.include_router(api)
+    app.include_router(sockets_router)
     app.include_router(system_router)
     _install_error_handlers(app)
     return app

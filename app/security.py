@@ -19,23 +19,28 @@ def _presented_key(x_session_api_key: str | None, authorization: str | None) -> 
     return None
 
 
+def key_accepted(settings: Settings, presented: str | None) -> bool:
+    """True when no keys are configured, or `presented` is one of them."""
+    if not settings.session_api_keys:
+        return True
+    if not presented:
+        return False
+    candidate = presented.encode()
+    # Compare against every key so the time taken does not tell which one matched.
+    matched = False
+    for key in settings.session_api_keys:
+        matched |= hmac.compare_digest(candidate, key.get_secret_value().encode())
+    return matched
+
+
 async def require_api_key(
     request: Request,
     x_session_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     settings: Settings = request.app.state.settings
-    if not settings.session_api_keys:
+    if key_accepted(settings, _presented_key(x_session_api_key, authorization)):
         return
-    presented = _presented_key(x_session_api_key, authorization)
-    if presented is not None:
-        candidate = presented.encode()
-        # Compare against every key so the time taken does not tell which one matched.
-        matched = False
-        for key in settings.session_api_keys:
-            matched |= hmac.compare_digest(candidate, key.get_secret_value().encode())
-        if matched:
-            return
     raise Unauthorized(
         "missing or invalid session API key (X-Session-API-Key or Authorization: Bearer)",
         headers={"WWW-Authenticate": "Bearer"},

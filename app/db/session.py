@@ -8,7 +8,9 @@ busy_timeout still covers writers in other processes).
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import SQLITE_BEGIN_OPTION, create_engine
+
+logger = logging.getLogger(__name__)
+
+# session.info key: {conversation id: last seq} appended in the session's transaction.
+APPENDED = "appended_events"
 
 
 class Database:
@@ -31,6 +38,9 @@ class Database:
         )
         self._write_factory = async_sessionmaker(write_engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Called after a write transaction commits with {conversation id: last seq} of the
+        # events it appended (see events.service.append): the live streams' wake-up.
+        self.commit_listeners: list[Callable[[Mapping[uuid.UUID, int]], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -63,8 +73,19 @@ class Database:
                 await stack.enter_async_context(lock)
             factory = self._write_factory if write else self._read_factory
             session = await stack.enter_async_context(factory())
-            await stack.enter_async_context(session.begin())
-            yield session
+            async with session.begin():
+                yield session
+            appended = session.info.pop(APPENDED, None)
+        if appended:
+            self.announce(appended)
+
+    def announce(self, appended: Mapping[uuid.UUID, int]) -> None:
+        """Committed appends: tell the listeners (after commit, never before)."""
+        for listener in list(self.commit_listeners):
+            try:
+                listener(appended)
+            except Exception:
+                logger.exception("commit listener failed")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Row,
+    String,
     Table,
     and_,
     case,
@@ -25,6 +26,9 @@ from app.db.dialect import upsert_add
 from app.db.types import UTCDateTime
 from app.events import text_search
 from app.models import Conversation, Event, EventCount
+
+# Postgres NOTIFY channel for committed appends; payload '<conversation id>:<last seq>'.
+NOTIFY_CHANNEL = "agent_events"
 
 CONVERSATIONS = cast(Table, Conversation.__table__)
 EVENTS = cast(Table, Event.__table__)
@@ -158,6 +162,10 @@ async def reserve_seqs(
         )
         .returning(table.last_seq, table.last_event_at)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered by Postgres only if this transaction commits (see streams.pg_listener).
+        note = func.cast(table.id, String) + literal(":") + func.cast(table.last_seq, String)
+        stmt = stmt.returning(func.pg_notify(NOTIFY_CHANNEL, note))
     row = (await session.execute(stmt)).first()
     return None if row is None else (int(row[0]), row[1] or now)
 
@@ -198,6 +206,7 @@ async def rows_after(
     *,
     kinds: Sequence[str] | None = None,
     source: str | None = None,
+    limit: int | None = None,
 ) -> Sequence[Row[Any]]:
     """Events after a seq, in order (a seek on the primary key or the kind/source index)."""
     stmt = select(*ROW_COLUMNS).where(
@@ -207,4 +216,7 @@ async def rows_after(
         stmt = stmt.where(Event.kind.in_(list(kinds)))
     if source is not None:
         stmt = stmt.where(Event.source == source)
-    return (await session.execute(stmt.order_by(Event.seq))).all()
+    stmt = stmt.order_by(Event.seq)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return (await session.execute(stmt)).all()

@@ -9,6 +9,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
+from app.db.session import APPENDED
 from app.errors import BadRequest, NotFound
 from app.events import repository, text_search
 from app.events.repository import EventFilter
@@ -63,6 +64,7 @@ async def append(
     if reserved is None:
         raise NotFound(f"conversation {conversation_id} not found")
     last_seq, now = reserved
+    session.info.setdefault(APPENDED, {})[conversation_id] = last_seq
     first_seq = last_seq - len(events) + 1
     rows = [
         {
@@ -222,9 +224,10 @@ async def history_after(
     *,
     kinds: Sequence[str] | None = None,
     source: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Events after `after_seq` in seq order, as the API shows them (for the runner)."""
+    """Events after `after_seq` in seq order, as the API shows them (runner, streams)."""
     rows = await repository.rows_after(
-        session, conversation_id, after_seq, kinds=kinds, source=source
+        session, conversation_id, after_seq, kinds=kinds, source=source, limit=limit
     )
     return [row_to_json(row) for row in rows]

@@ -112,7 +112,8 @@ WITH fence AS (
                       $22::float8[], $23::text[])
          AS l(id, model, prompt_tokens, completion_tokens, cost_usd, latency_ms, error)
 )
-SELECT last_seq, last_event_at FROM conv
+SELECT last_seq, last_event_at, pg_notify('agent_events', $6::text || ':' || last_seq)
+FROM conv
 """
 
 PG_LAST_SEQ = "SELECT last_seq FROM conversations WHERE id = $1"
@@ -174,6 +175,7 @@ class PostgresHotWriter:
         )
         if row is None:
             return None
+        self.db.announce({job.lease.conversation_id: int(row[0])})
         return int(row[0]), row[1].astimezone(UTC)
 
     async def last_seq(self, conversation_id: uuid.UUID) -> int | None:
@@ -316,6 +318,13 @@ class SQLiteHotWriter:
                     for _, future in batch:
                         future.cancel()
                     raise
+            self.db.announce(
+                {
+                    job.lease.conversation_id: result[0]
+                    for (job, _), result in zip(batch, results, strict=True)
+                    if isinstance(result, tuple)
+                }
+            )
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue

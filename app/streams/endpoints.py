@@ -1,0 +1,273 @@
+"""Live event streams: Server-Sent Events under /api, and the OpenHands-style WebSocket.
+
+Both replay from the database, then follow the hub (app.streams.hub). Every event goes out
+once, in seq order, with no gap: a replay/live overlap is skipped by seq, and a gap in the
+live feed is filled from the database before going on.
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from app.config import Settings
+from app.conversations.schemas import ConversationRead
+from app.db.session import Database
+from app.errors import AppError, BadRequest, NotFound, error_responses
+from app.events import service as events_service
+from app.events.schemas import (
+    ConversationStateUpdateEvent,
+    Message,
+    MessageEvent,
+    UserMessageCreate,
+)
+from app.events.service import MAX_SEQ
+from app.models import Conversation
+from app.runs import service as runs_service
+from app.security import key_accepted
+from app.streams.hub import READ_LIMIT, EventHub, Subscription
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["streams"])
+sockets_router = APIRouter(tags=["streams"])
+
+_JSON = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+WS_POLICY_VIOLATION = 4001  # authentication failed
+WS_NOT_FOUND = 4004  # unknown conversation
+WS_TRY_AGAIN = 1013  # the client fell too far behind: reconnect with after_seq
+
+
+async def _conversation(db: Database, conversation_id: uuid.UUID) -> Conversation | None:
+    async with db.session(write=False) as session:
+        return await session.get(Conversation, conversation_id)
+
+
+async def _read_after(db: Database, conversation_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+    async with db.session(write=False) as session:
+        return await events_service.history_after(session, conversation_id, seq, limit=READ_LIMIT)
+
+
+async def follow(
+    db: Database, hub: EventHub, subscription: Subscription, after_seq: int, keepalive: float
+) -> AsyncIterator[dict[str, Any] | None]:
+    """Events after `after_seq`, in order, as they come; None when `keepalive` seconds pass
+    without one. Ends when the subscription overflows or ends."""
+    conversation_id = subscription.tail.conversation_id
+    sent = after_seq
+
+    async def catch_up() -> AsyncIterator[dict[str, Any]]:
+        nonlocal sent
+        while True:
+            rows = await _read_after(db, conversation_id, sent)
+            for row in rows:
+                sent = int(row["seq"])
+                yield row
+            if len(rows) < READ_LIMIT:
+                return
+
+    try:
+        async for row in catch_up():
+            yield row
+        while True:
+            batch = await subscription.next(keepalive)
+            if batch is None:
+                yield None
+                continue
+            for row in batch:
+                seq = int(row["seq"])
+                if seq <= sent:
+                    continue
+                if seq != sent + 1:  # something in between was missed: read it
+                    async for missed in catch_up():
+                        yield missed
+                    if seq <= sent:
+                        continue
+                sent = seq
+                yield row
+            if subscription.overflowed or subscription.closed:
+                return
+    finally:
+        hub.unsubscribe(subscription)
+
+
+def _last_event_id(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or int(text) > MAX_SEQ:
+        raise BadRequest(f"Last-Event-ID must be an event seq (a whole number), not {value!r}")
+    return int(text)
+
+
+@router.get(
+    "/conversations/{conversation_id}/events/stream",
+    response_class=StreamingResponse,
+    responses={
+        **error_responses(400, 401, 404, 422),
+        200: {"content": {"text/event-stream": {}}, "description": "SSE; each id is a seq"},
+    },
+)
+async def stream_events(
+    conversation_id: uuid.UUID,
+    request: Request,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    replay: Annotated[Literal["all"] | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: each event's `id:` is its seq. `Last-Event-ID` (or `after_seq`)
+    resumes right after that seq; `replay=all` starts from the first event; otherwise only
+    new events come. A comment line every 15 s keeps the connection open. A client that
+    falls more than the buffer behind is disconnected: reconnect with Last-Event-ID."""
+    db: Database = request.app.state.db
+    hub: EventHub = request.app.state.hub
+    settings: Settings = request.app.state.settings
+    resume = _last_event_id(last_event_id)
+    conversation = await _conversation(db, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    subscription = await hub.subscribe(conversation_id, conversation.last_seq)
+    if resume is not None:
+        start = resume
+    elif after_seq is not None:
+        start = after_seq
+    else:
+        start = 0 if replay == "all" else conversation.last_seq
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        async for row in follow(db, hub, subscription, start, settings.stream_keepalive_seconds):
+            if row is None:
+                yield b": keepalive\n\n"
+            else:
+                yield b"id: %d\ndata: %s\n\n" % (row["seq"], orjson.dumps(row, option=_JSON))
+        if subscription.overflowed:
+            yield b": too far behind; reconnect with Last-Event-ID\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+
+
+# ---- WebSocket ----------------------------------------------------------------------------
+
+
+async def _authenticate(websocket: WebSocket, settings: Settings) -> bool:
+    if not settings.session_api_keys:
+        return True
+    header = websocket.headers.get("x-session-api-key")
+    if header is not None:
+        return key_accepted(settings, header)
+    try:
+        frame = await asyncio.wait_for(
+            websocket.receive_text(), settings.websocket_auth_timeout_seconds
+        )
+        data = json.loads(frame)
+    except (TimeoutError, ValueError, KeyError):
+        return False
+    if not isinstance(data, dict) or data.get("type") != "auth":
+        return False
+    key = data.get("session_api_key")
+    return isinstance(key, str) and key_accepted(settings, key)
+
+
+async def _receive_messages(websocket: WebSocket, db: Database, conversation_id: uuid.UUID) -> None:
+    """Each text frame holding a user message is appended, and the conversation runs."""
+    worker = getattr(websocket.app.state, "worker", None)
+    while True:
+        frame = await websocket.receive_text()
+        try:
+            body = UserMessageCreate.model_validate_json(frame)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            error = {"type": "error", "message": "not a user message", "details": errors}
+            await websocket.send_text(orjson.dumps(error).decode())
+            continue
+        event = MessageEvent(source="user", llm_message=Message(role="user", content=body.content))
+        try:
+            async with db.session(write=True) as session:
+                await events_service.append(session, conversation_id, [event])
+                run = await runs_service.start_unless_active(session, conversation_id)
+        except AppError as exc:
+            error = {"type": "error", "message": exc.message}
+            await websocket.send_text(orjson.dumps(error).decode())
+            continue
+        if worker is not None:
+            background = BackgroundTasks()
+            background.add_task(worker.wake)
+            background.add_task(worker.nudge, run.id)
+            await background()
+
+
+@sockets_router.websocket("/sockets/events/{conversation_id}")
+async def events_socket(
+    websocket: WebSocket,
+    conversation_id: str,
+    resend_mode: str | None = None,
+    after_seq: int | None = None,
+) -> None:
+    """OpenHands agent-server compatible: auth by X-Session-API-Key or a first frame
+    {"type": "auth", "session_api_key": ...} (close 4001); unknown conversation: close 4004.
+    First frame sent: a ConversationStateUpdateEvent with key `full_state`. `resend_mode=all`
+    replays the history, `after_seq=N` resumes after N; then live events. A text frame
+    holding a user message ({"role": "user", "content": [...]}) is appended and run."""
+    await websocket.accept()
+    app = websocket.app
+    settings: Settings = app.state.settings
+    db: Database = app.state.db
+    hub: EventHub = app.state.hub
+    if not await _authenticate(websocket, settings):
+        await websocket.close(WS_POLICY_VIOLATION, "missing or invalid session API key")
+        return
+    try:
+        cid = uuid.UUID(conversation_id)
+    except ValueError:
+        cid = None
+    conversation = None if cid is None else await _conversation(db, cid)
+    if cid is None or conversation is None:
+        await websocket.close(WS_NOT_FOUND, f"conversation {conversation_id} not found")
+        return
+    if after_seq is not None and not 0 <= after_seq <= MAX_SEQ:
+        await websocket.close(1008, "after_seq must be a seq")
+        return
+    subscription = await hub.subscribe(cid, conversation.last_seq)
+    if after_seq is not None:
+        start = after_seq
+    else:
+        start = 0 if resend_mode == "all" else conversation.last_seq
+    state = ConversationStateUpdateEvent(
+        key="full_state",
+        value=ConversationRead.model_validate(conversation).model_dump(mode="json"),
+    )
+
+    async def send() -> None:
+        await websocket.send_text(state.model_dump_json())
+        async for row in follow(db, hub, subscription, start, settings.stream_keepalive_seconds):
+            if row is not None:
+                await websocket.send_text(orjson.dumps(row, option=_JSON).decode())
+        if subscription.overflowed:
+            await websocket.close(WS_TRY_AGAIN, "too far behind: reconnect with after_seq")
+        else:
+            await websocket.close(1000, "conversation deleted")
+
+    tasks = {
+        asyncio.create_task(send(), name="ws-send"),
+        asyncio.create_task(_receive_messages(websocket, db, cid), name="ws-receive"),
+    }
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            error = task.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect):
+                logger.warning("websocket %s ended: %r", cid, error)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hub.unsubscribe(subscription)

@@ -1,0 +1,112 @@
+"""The OpenHands-compatible WebSocket: auth, close codes, full_state, replay, messages."""
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import create_conversation, send_message
+from tests.streams.conftest import LiveServer
+
+KEY = {"X-Session-API-Key": "k"}
+
+
+def _ws(base: str, path: str) -> str:
+    return base.replace("http://", "ws://") + path
+
+
+async def _recv(ws: ClientConnection, wait: float = 10) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), wait))
+    return data
+
+
+async def _close_code(ws: ClientConnection) -> int | None:
+    with pytest.raises(ConnectionClosed):
+        for _ in range(10):
+            await asyncio.wait_for(ws.recv(), 10)
+    return ws.close_code
+
+
+async def test_header_auth_full_state_then_replay_and_live(live: LiveServer) -> None:
+    async with (
+        live(session_api_keys=["k"]) as base,
+        httpx.AsyncClient(base_url=base, headers=KEY) as client,
+    ):
+        cid = (await create_conversation(client))["id"]
+        await send_message(client, cid, "one")
+        await send_message(client, cid, "two")
+        url = _ws(base, f"/sockets/events/{cid}?resend_mode=all")
+        async with connect(url, additional_headers=KEY) as ws:
+            state = await _recv(ws)
+            replayed = [await _recv(ws), await _recv(ws)]
+            await send_message(client, cid, "three")
+            live_event = await _recv(ws)
+    assert state["kind"] == "ConversationStateUpdateEvent" and state["key"] == "full_state"
+    assert state["value"]["id"] == cid
+    assert [e["seq"] for e in [*replayed, live_event]] == [1, 2, 3]
+
+
+async def test_first_frame_auth_and_after_seq(live: LiveServer) -> None:
+    async with (
+        live(session_api_keys=["k"]) as base,
+        httpx.AsyncClient(base_url=base, headers=KEY) as client,
+    ):
+        cid = (await create_conversation(client))["id"]
+        for text in "abc":
+            await send_message(client, cid, text)
+        async with connect(_ws(base, f"/sockets/events/{cid}?after_seq=1")) as ws:
+            await ws.send(json.dumps({"type": "auth", "session_api_key": "k"}))
+            state = await _recv(ws)
+            events = [await _recv(ws), await _recv(ws)]
+    assert state["key"] == "full_state"
+    assert [e["seq"] for e in events] == [2, 3]
+
+
+@pytest.mark.parametrize("frame", ['{"type": "auth", "session_api_key": "wrong"}', "hello", None])
+async def test_failed_auth_closes_4001(live: LiveServer, frame: str | None) -> None:
+    settings = {"session_api_keys": ["k"], "websocket_auth_timeout_seconds": 0.3}
+    async with (
+        live(**settings) as base,
+        connect(_ws(base, f"/sockets/events/{uuid.uuid4()}")) as ws,
+    ):
+        if frame is not None:
+            await ws.send(frame)
+        assert await _close_code(ws) == 4001
+
+
+async def test_wrong_header_key_closes_4001(live: LiveServer) -> None:
+    async with live(session_api_keys=["k"]) as base:
+        headers = {"X-Session-API-Key": "nope"}
+        async with connect(
+            _ws(base, f"/sockets/events/{uuid.uuid4()}"), additional_headers=headers
+        ) as ws:
+            assert await _close_code(ws) == 4001
+
+
+@pytest.mark.parametrize("conversation", ["random", "not-a-uuid"])
+async def test_unknown_conversation_closes_4004(live: LiveServer, conversation: str) -> None:
+    cid = uuid.uuid4() if conversation == "random" else conversation
+    async with live() as base, connect(_ws(base, f"/sockets/events/{cid}")) as ws:
+        assert await _close_code(ws) == 4004
+
+
+async def test_a_user_message_frame_is_appended_and_runs(live: LiveServer) -> None:
+    async with live() as base, httpx.AsyncClient(base_url=base) as client:
+        cid = (await create_conversation(client))["id"]
+        async with connect(_ws(base, f"/sockets/events/{cid}")) as ws:
+            await _recv(ws)  # full_state
+            await ws.send(json.dumps({"role": "user", "content": [{"type": "text", "text": "hi"}]}))
+            seen = [await _recv(ws) for _ in range(2)]
+            await ws.send(json.dumps({"role": "user", "content": []}))
+            error = await _recv(ws)
+        runs = (await client.get(f"/api/conversations/{cid}/runs")).json()["items"]
+    message = next(e for e in seen if e["kind"] == "MessageEvent")
+    assert message["source"] == "user" and message["llm_message"]["content"][0]["text"] == "hi"
+    assert any(e["kind"] == "ConversationStateUpdateEvent" for e in seen), seen
+    assert len(runs) == 1 and runs[0]["status"] == "queued"  # no worker in this app
+    assert error["type"] == "error"
