@@ -1,0 +1,107 @@
+"""Real server processes on the suite's database, started and stopped by PID."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.procs import free_port, start_server, stop, wait_ready
+from tests.runs.conftest import fake_llm_server, llm  # noqa: F401  (fixtures)
+
+THINK = {"text": "Thinking.", "tool_calls": [{"name": "think", "arguments": {"thought": "go"}}]}
+SHORT_LEASE = {
+    "AGENT_SERVER_RUN_LEASE_SECONDS": "2",
+    "AGENT_SERVER_SWEEPER_INTERVAL_SECONDS": "0.3",
+    "AGENT_SERVER_CONTROL_POLL_SECONDS": "0.1",
+    "AGENT_SERVER_WORKER_POLL_SECONDS": "0.1",
+    "AGENT_SERVER_STREAM_POLL_SECONDS": "0.1",
+}
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    base: str
+    log: Path
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)  # only ever a process this fixture started
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """start(worker=True, **env) -> Server; every server is stopped at the end (by PID)."""
+    started: list[Server] = []
+
+    async def start(worker: bool = True, **env: str) -> Server:
+        port = free_port()
+        log = tmp_path / f"server-{len(started)}.log"
+        full_env: dict[str, str | None] = {
+            "AGENT_SERVER_DATABASE_URL": database_url,
+            "AGENT_SERVER_LOG_LEVEL": "WARNING",
+            "AGENT_SERVER_SESSION_API_KEYS": None,
+            "AGENT_SERVER_RUN_WORKER_ENABLED": "true" if worker else "false",
+            "AGENT_SERVER_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+            **SHORT_LEASE,
+            **env,
+        }
+
+        def launch() -> subprocess.Popen[bytes]:
+            with log.open("ab") as out:
+                return start_server(
+                    port, full_env, args=["--no-migrate"], stdout=out, stderr=subprocess.STDOUT
+                )
+
+        proc = await asyncio.to_thread(launch)
+        server = Server(proc, f"http://127.0.0.1:{port}", log)
+        started.append(server)
+        try:
+            await asyncio.to_thread(wait_ready, server.base, proc, 60)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{await asyncio.to_thread(server.log_text)}") from exc
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            with contextlib.suppress(ProcessLookupError):
+                if server.proc.poll() is None:
+                    server.signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            await asyncio.to_thread(stop, server.proc, 10)
+
+
+def llm_agent(llm_url: str) -> dict[str, Any]:
+    return {
+        "kind": "LLMAgent",
+        "llm": {"model": "openai/fake-model", "base_url": f"{llm_url}/v1", "api_key": "k"},
+    }
+
+
+async def wait_for(
+    check: Callable[[], Any], what: str, limit: float = 30, every: float = 0.1
+) -> Any:
+    """Await `check()` until it returns something truthy; fail after `limit` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
