@@ -53,8 +53,9 @@ async def _seqs(client: httpx.AsyncClient, cid: str) -> list[int]:
 
 
 async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: FakeLLM) -> None:
-    """A holds the run; B (no worker) streams it and pauses it. B's client gets every event
-    in order, and the run stops within one step of the pause."""
+    """A holds the run; B (no worker) streams it, PATCHes the conversation and pauses the
+    run. B's client gets every event in order, the run stops within one step of the pause,
+    and neither the runner's writes nor B's PATCH lose the other's update."""
     a = await servers(worker=True)
     b = await servers(worker=False)
     await llm.script(*[THINK] * 200, latency=0.1)
@@ -63,6 +64,8 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
         async with sse(b.base, cid, replay="all") as stream:
             run_id = await _message_and_run(cb, cid)
             seen = await stream.events(12, wait=20)
+            patched = await cb.patch(f"/api/conversations/{cid}", json={"title": "from B"})
+            assert patched.status_code == 200, patched.text
             paused_at = time.monotonic()
             assert (await cb.post(f"/api/conversations/{cid}/pause")).status_code == 202
             run = await wait_for(
@@ -74,6 +77,8 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
         assert run["worker_id"] and run["status"] == "cancelled" and run["stop_reason"] == "paused"
         assert [e["seq"] for e in seen] == list(range(1, last + 1)) == await _seqs(ca, cid)
         assert any(e["kind"] == "PauseEvent" for e in seen)
+        final = (await ca.get(f"/api/conversations/{cid}")).json()
+        assert final["title"] == "from B" and final["stats"]["llm_calls"] >= 5, final
         # one step is a 0.1 s LLM call plus its writes; 3 s is generous
         assert stopped_in < 3, stopped_in
 
