@@ -3,7 +3,7 @@
 Usage:
 
     python scripts/bench_runs.py [--database-url URL] [--concurrency 1,10,50] [--steps 3]
-        [--latency 0.2] [--max-concurrent-runs 50] [--keep]
+        [--latency 0.2] [--max-concurrent-runs 10] [--keep]
 
 Default database: a SQLite file in a temporary directory. For Postgres pass e.g.
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench_runs (the database must exist; the server
@@ -17,8 +17,16 @@ the fake LLM's default `finish` ends each run (C * steps calls in all; the scrip
 global FIFO, so the calls per run are counted from each conversation's stats). All C runs
 start at once; until they end a client thread times GET /health and GET .../events/search
 in turn. Reported: runs/s (C / first POST .../run to the last finished_at), run outcomes,
-p50/p95/p99 of both endpoints, p50/p95 of `step_db_ms` (database ms per step, not in the
-API: read from the runs table), against targets (p99 <= 50 ms at the largest C; p50 <= 3 ms).
+p50/p95/p99 of both endpoints, and per step (from `runs.step_db_ms`, not in the API) the
+database work (SQLite: the writer thread's time on the step's statements plus a share of
+its group commit; Postgres: clock_timestamp() - statement_timestamp() of each statement)
+and the runner's wall time waiting on the database (that work, plus queueing for the writer
+and for the event loop), against targets (p99 <= 50 ms at the largest C; database work p50
+<= 3 ms per step).
+
+--max-concurrent-runs defaults to the server's default (10): with C = 50, 40 runs queue. With
+50 the fake LLM's replies arrive in lockstep and the LLM client's CPU (litellm, about 8 ms per
+call here) saturates the event loop; the report's run/s and latencies show it.
 """
 
 import argparse
@@ -72,7 +80,8 @@ class Level:
     wait_s: list[float] = field(default_factory=list)
     health_ms: list[float] = field(default_factory=list)
     search_ms: list[float] = field(default_factory=list)
-    step_db_ms: list[float] = field(default_factory=list)
+    step_db_ms: list[float] = field(default_factory=list)  # database work per step
+    step_wait_ms: list[float] = field(default_factory=list)  # the runner's wait for it
     errors: list[str] = field(default_factory=list)
     ended: bool = True
 
@@ -206,7 +215,9 @@ async def read_step_db_ms(url: str, levels: list[tuple[Level, list[str]]]) -> No
                 ids = [uuid.UUID(r) for r in run_ids]
                 stmt = sql_select(Run.step_db_ms).where(Run.id.in_(ids))
                 for (timings,) in (await conn.execute(stmt)).all():
-                    level.step_db_ms += [float(ms) for ms in timings or []]
+                    for waited, worked in timings or []:
+                        level.step_wait_ms.append(float(waited))
+                        level.step_db_ms.append(float(worked))
     finally:
         await engine.dispose()
 
@@ -253,11 +264,13 @@ def report(levels: list[Level], steps: int) -> None:
              f2(max((t for ts in lv.run_s.values() for t in ts), default=math.nan)),
              f2(max(lv.wait_s, default=math.nan)),
              f2(percentile(lv.step_db_ms, 0.5)), f2(percentile(lv.step_db_ms, 0.95)),
+             f2(percentile(lv.step_wait_ms, 0.5)), f2(percentile(lv.step_wait_ms, 0.95)),
              str(len(lv.step_db_ms))]
         )  # fmt: skip
     print_table(
         ["C", "runs/s", "wall s", "completed", "failed", "LLM calls/run (sum/expected)",
-         "run s p50 async / sync", "run s max", "queued s max", "db ms/step p50", "p95", "steps"],
+         "run s p50 async / sync", "run s max", "queued s max", "db work ms/step p50", "p95",
+         "db wait ms/step p50", "p95", "steps"],
         rows,
     )  # fmt: skip
     rows = [
@@ -273,7 +286,7 @@ def report(levels: list[Level], steps: int) -> None:
         ("GET /health p99", top, percentile(top.health_ms, 0.99), P99_TARGET_MS),
         ("events search p99", top, percentile(top.search_ms, 0.99), P99_TARGET_MS),
     ]
-    checks += [("db ms per step p50", lv, percentile(lv.step_db_ms, 0.5), DB_P50_TARGET_MS)
+    checks += [("db work per step p50", lv, percentile(lv.step_db_ms, 0.5), DB_P50_TARGET_MS)
                for lv in levels]  # fmt: skip
     rows = [[name, str(lv.c), f2(value), f"<= {target:.0f}", "OK" if value <= target else "MISS"]
             for name, lv, value, target in checks]  # fmt: skip
@@ -291,7 +304,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=parse_list, default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=3, help="LLM calls per run")
     parser.add_argument("--latency", type=float, default=0.2, help="fake LLM latency, seconds")
-    parser.add_argument("--max-concurrent-runs", type=int, default=50)
+    parser.add_argument("--max-concurrent-runs", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0, help="per C, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the conversations")
     args = parser.parse_args()

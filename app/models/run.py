@@ -57,7 +57,8 @@ class Run(Base):
     pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     interrupt_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Time the runner spent in the database per step, milliseconds (bounded list).
-    step_db_ms: Mapped[list[float]] = mapped_column(JSONType, default=list)
+    # per step: [ms waited on the database, ms of database work] (bench_runs reads it)
+    step_db_ms: Mapped[list[list[float]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,13 +20,14 @@ It writes the same rows as `Runner._fenced` + `events_service.append` (tests com
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
@@ -53,7 +54,7 @@ class Append:
     now: datetime
     iterations: int
     events: list[dict[str, Any]]
-    step_db_ms: list[float] | None = None
+    step_db_ms: list[list[float]] | None = None
     stats: dict[str, Any] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -62,11 +63,22 @@ class Append:
         return [(kind, source, n) for (kind, source), n in counts.items()]
 
 
-class HotWriter(Protocol):
-    async def append(self, job: Append) -> tuple[int, datetime] | None:
-        """(last seq, the events' timestamp); None when the lease is no longer held."""
+class Written(NamedTuple):
+    last_seq: int
+    timestamp: datetime  # the events'
+    db_ms: float  # time the database spent on it (not the waits for a turn)
 
-    async def last_seq(self, conversation_id: uuid.UUID) -> int | None: ...
+
+class Seen(NamedTuple):
+    last_seq: int | None  # None: no such conversation
+    db_ms: float
+
+
+class HotWriter(Protocol):
+    async def append(self, job: Append) -> Written | None:
+        """None when the lease is no longer held (nothing was written)."""
+
+    async def last_seq(self, conversation_id: uuid.UUID) -> Seen: ...
 
     async def close(self) -> None: ...
 
@@ -112,11 +124,15 @@ WITH fence AS (
                       $22::float8[], $23::text[])
          AS l(id, model, prompt_tokens, completion_tokens, cost_usd, latency_ms, error)
 )
-SELECT last_seq, last_event_at, pg_notify('agent_events', $6::text || ':' || last_seq)
+SELECT last_seq, last_event_at, pg_notify('agent_events', $6::text || ':' || last_seq),
+       extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000
 FROM conv
 """
 
-PG_LAST_SEQ = "SELECT last_seq FROM conversations WHERE id = $1"
+PG_LAST_SEQ = (
+    "SELECT last_seq, extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000"
+    " FROM conversations WHERE id = $1"
+)
 
 
 class PostgresHotWriter:
@@ -145,7 +161,8 @@ class PostgresHotWriter:
         pool = self._pool or await self._open()
         return await pool.fetchrow(sql, *args)
 
-    async def append(self, job: Append) -> tuple[int, datetime] | None:
+    async def append(self, job: Append) -> Written | None:
+        """db_ms: the statement's time in the server (clock_timestamp - statement_timestamp)."""
         events, calls, tally = job.events, job.calls, job.tally()
         row = await self._fetchrow(
             PG_APPEND,
@@ -176,11 +193,11 @@ class PostgresHotWriter:
         if row is None:
             return None
         self.db.announce({job.lease.conversation_id: int(row[0])})
-        return int(row[0]), row[1].astimezone(UTC)
+        return Written(int(row[0]), row[1].astimezone(UTC), float(row[3]))
 
-    async def last_seq(self, conversation_id: uuid.UUID) -> int | None:
+    async def last_seq(self, conversation_id: uuid.UUID) -> Seen:
         row = await self._fetchrow(PG_LAST_SEQ, conversation_id)
-        return None if row is None else int(row[0])
+        return Seen(None, 0.0) if row is None else Seen(int(row[0]), float(row[1]))
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -265,7 +282,7 @@ class SQLiteHotWriter:
             raise ValueError("the runner needs a SQLite database file, not an in-memory one")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
-        self._queue: list[tuple[Append, asyncio.Future[tuple[int, datetime] | None]]] = []
+        self._queue: list[tuple[Append, asyncio.Future[Written | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._busy_ms = db.sqlite_busy_timeout_ms
         run, conv = Run.__table__, Conversation.__table__
@@ -293,10 +310,8 @@ class SQLiteHotWriter:
     async def _call_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def append(self, job: Append) -> tuple[int, datetime] | None:
-        future: asyncio.Future[tuple[int, datetime] | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+    async def append(self, job: Append) -> Written | None:
+        future: asyncio.Future[Written | None] = asyncio.get_running_loop().create_future()
         self._queue.append((job, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="sqlite-group-commit")
@@ -320,9 +335,9 @@ class SQLiteHotWriter:
                     raise
             self.db.announce(
                 {
-                    job.lease.conversation_id: result[0]
+                    job.lease.conversation_id: result.last_seq
                     for (job, _), result in zip(batch, results, strict=True)
-                    if isinstance(result, tuple)
+                    if isinstance(result, Written)
                 }
             )
             for (_, future), result in zip(batch, results, strict=True):
@@ -335,26 +350,41 @@ class SQLiteHotWriter:
 
     def _append_batch(self, jobs: list[Append]) -> list[Any]:
         """One transaction; each job in its own savepoint, so one failing job (its error is
-        its result) does not undo the others."""
+        its result) does not undo the others. A job's db_ms is its own statements' time plus
+        an equal share of BEGIN and COMMIT, measured in this thread."""
         conn = self._connection()
         results: list[Any] = []
+        started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
+        shared = time.perf_counter() - started
         try:
             for job in jobs:
+                job_started = time.perf_counter()
                 conn.execute("SAVEPOINT job")
                 try:
-                    results.append(self._append(conn, job))
+                    done = self._append(conn, job)
                     conn.execute("RELEASE job")
+                    results.append((done, time.perf_counter() - job_started))
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append(exc)
+            commit_started = time.perf_counter()
             conn.execute("COMMIT")
+            shared += time.perf_counter() - commit_started
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return results
+        share = shared / len(jobs)
+        written: list[Any] = []
+        for result in results:
+            if isinstance(result, Exception) or result[0] is None:
+                written.append(result if isinstance(result, Exception) else None)
+            else:
+                (last_seq, stamp), seconds = result
+                written.append(Written(last_seq, stamp, (seconds + share) * 1000))
+        return written
 
     def _append(self, conn: sqlite3.Connection, job: Append) -> tuple[int, datetime] | None:
         lease, now = job.lease, self._time(job.now)
@@ -396,13 +426,15 @@ class SQLiteHotWriter:
             conn.executemany(SQLITE_CALLS, [self._call({**c, **extra}) for c in job.calls])
         return last_seq, stamp.astimezone(UTC)
 
-    async def last_seq(self, conversation_id: uuid.UUID) -> int | None:
-        result: int | None = await self._call_in_thread(self._last_seq, conversation_id)
+    async def last_seq(self, conversation_id: uuid.UUID) -> Seen:
+        result: Seen = await self._call_in_thread(self._last_seq, conversation_id)
         return result
 
-    def _last_seq(self, conversation_id: uuid.UUID) -> int | None:
+    def _last_seq(self, conversation_id: uuid.UUID) -> Seen:
+        started = time.perf_counter()
         row = self._connection().execute(SQLITE_LAST_SEQ, (self._uuid(conversation_id),)).fetchone()
-        return None if row is None else int(row[0])
+        db_ms = (time.perf_counter() - started) * 1000
+        return Seen(None if row is None else int(row[0]), db_ms)
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():

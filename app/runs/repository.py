@@ -74,7 +74,7 @@ async def hold(
     now: datetime,
     *,
     iterations: int,
-    step_db_ms: list[float] | None = None,
+    step_db_ms: list[list[float]] | None = None,
 ) -> bool:
     """The fence: true while this lease is the run's live lease. An UPDATE, so on Postgres
     the run row stays locked until commit and the sweeper cannot fail the run mid-write."""

@@ -91,12 +91,14 @@ class Runner:
         self._known_seq = 0  # the conversation's last seq as this runner last saw it
         self._agent: AgentBase | None = None
         self._history: list[dict[str, Any]] | None = None
+        # Per step: [ms the runner waited on the database, ms the database worked for it]
         self._db_ms = 0.0
-        self._step_db_ms: list[float] = []
+        self._db_busy_ms = 0.0
+        self._step_db_ms: list[list[float]] = []
         self._iterations = 0
         self._pending_calls: list[LLMCallRecord] = []
         self._stats: dict[str, Any] = usage.start(None)
-        self._timings_written: list[float] | None = None
+        self._timings_written: list[list[float]] | None = None
 
     # ---- database writes, each fenced by the lease -------------------------------------
 
@@ -183,7 +185,8 @@ class Runner:
         if written is None:
             self._lost = True
             raise LeaseLost(f"run {self.lease.run_id} lost its lease")
-        last_seq, stamp = written
+        last_seq, stamp, db_ms = written
+        self._db_busy_ms += db_ms
         del self._pending_calls[: len(calls)]
         self._stats = stats
         self._timings_written = timings
@@ -339,7 +342,8 @@ class Runner:
         someone else appended since this runner last looked."""
         started = time.perf_counter()
         try:
-            latest = await self.hot.last_seq(self.lease.conversation_id)
+            latest, db_ms = await self.hot.last_seq(self.lease.conversation_id)
+            self._db_busy_ms += db_ms
             if latest is None or latest <= self._known_seq:
                 return
             async with self.db.session(write=False) as session:
@@ -364,8 +368,9 @@ class Runner:
 
     async def _after_step(self, ctx: StepContext, outcome: StepOutcome) -> Stop | None:
         """Count the step in memory; the next write (or the end of the run) records it."""
-        self._step_db_ms = [*self._step_db_ms, round(self._db_ms, 3)][-MAX_STEP_TIMINGS:]
-        self._db_ms = 0.0
+        timing = [round(self._db_ms, 3), round(self._db_busy_ms, 3)]
+        self._step_db_ms = [*self._step_db_ms, timing][-MAX_STEP_TIMINGS:]
+        self._db_ms = self._db_busy_ms = 0.0
         self._iterations += 1
         ctx.iteration = self._iterations
         if outcome.finished:

@@ -83,13 +83,14 @@ async def test_rows_match_the_orm_path(db: Database, hot: HotWriter) -> None:
         now=utcnow(),
         iterations=3,
         events=[_event("two"), _event("three")],
-        step_db_ms=[0.5, 0.25],
+        step_db_ms=[[0.5, 0.25]],
         stats={"llm_calls": 1},
         calls=[_call()],
     )
     written = await hot.append(job)
     assert written is not None
-    last_seq, stamp = written
+    last_seq, stamp, db_ms = written
+    assert 0 < db_ms < 1000
     assert last_seq == 3 and stamp.tzinfo is not None and stamp >= orm[0]["timestamp"]
 
     async with db.session(write=False) as session:
@@ -117,7 +118,7 @@ async def test_rows_match_the_orm_path(db: Database, hot: HotWriter) -> None:
     assert history[1]["timestamp"] == history[2]["timestamp"] == stamp
     assert conversation is not None and conversation.last_seq == 3
     assert conversation.stats == {"llm_calls": 1} and conversation.last_event_at == stamp
-    assert run is not None and run.iterations == 3 and run.step_db_ms == [0.5, 0.25]
+    assert run is not None and run.iterations == 3 and run.step_db_ms == [[0.5, 0.25]]
     assert [(c.model, c.prompt_tokens, c.run_id, c.conversation_id) for c in calls] == [
         ("m", 11, lease.run_id, cid)
     ]
@@ -144,7 +145,7 @@ async def test_a_lost_lease_writes_nothing(db: Database, hot: HotWriter) -> None
         run = await session.get(Run, lease.run_id)
     assert conversation is not None and conversation.last_seq == 0
     assert run is not None and run.iterations == 0
-    assert await hot.last_seq(lease.conversation_id) == 0
+    assert (await hot.last_seq(lease.conversation_id)).last_seq == 0
 
 
 async def test_a_failing_append_does_not_undo_the_others(db: Database, hot: HotWriter) -> None:
@@ -170,7 +171,7 @@ async def test_a_failing_append_does_not_undo_the_others(db: Database, hot: HotW
     results = await asyncio.gather(*(hot.append(job) for job in jobs), return_exceptions=True)
     assert isinstance(results[1], Exception), results
     assert [r[0] for r in (results[0], results[2]) if isinstance(r, tuple)] == [2, 1]
-    assert [await hot.last_seq(lease.conversation_id) for lease in leases] == [2, 1, 1]
+    assert [(await hot.last_seq(lease.conversation_id)).last_seq for lease in leases] == [2, 1, 1]
     async with db.session(write=False) as session:
         models = list((await session.execute(select(LLMCall.model))).scalars())
         run = await session.get(Run, leases[1].run_id)
