@@ -23,6 +23,7 @@ from app.http import reject_nul_in_url
 from app.runs.endpoints import router as runs_router
 from app.runs.worker import Worker
 from app.security import require_api_key
+from app.skills.endpoints import router as skills_router
 from app.system.endpoints import router as system_router
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     api.include_router(conversations_router)
     api.include_router(events_router)
     api.include_router(runs_router)
+    api.include_router(skills_router)
     app.include_router(api)
     app.include_router(system_router)
     _install_error_handlers(app)
