@@ -27,3 +27,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert body["status"] == status and body["code"] == code, body
     assert body["message"], body
     return body
+
+
+# The run fixtures (a fake OpenAI-compatible LLM process, apps whose worker runs) for the
+# tests of skills in agent runs.
+from tests.runs.conftest import fake_llm_server, llm, run_app  # noqa: E402, F401
