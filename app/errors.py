@@ -61,6 +61,11 @@ class PreconditionFailed(AppError):
     code = "precondition_failed"
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class Unprocessable(AppError):
     status_code = 422
     code = "validation_error"

@@ -23,6 +23,7 @@ from app.http import reject_nul_in_url
 from app.runs.endpoints import router as runs_router
 from app.runs.worker import Worker
 from app.security import require_api_key
+from app.skills.endpoints import router as skills_router
 from app.streams.endpoints import router as streams_router
 from app.streams.endpoints import sockets_router
 from app.streams.hub import EventHub
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     api.include_router(streams_router)  # before events: /events/stream is not an event id
     api.include_router(events_router)
     api.include_router(runs_router)
+    api.include_router(skills_router)
     app.include_router(api)
     app.include_router(sockets_router)
     app.include_router(system_router)

@@ -113,6 +113,8 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         await session.execute(text("DELETE FROM event_counts"))
         await session.execute(text("DELETE FROM events"))
         await session.execute(text("DELETE FROM conversations"))
+        await session.execute(text("DELETE FROM skill_revisions"))
+        await session.execute(text("DELETE FROM skills"))
 
 
 @pytest.fixture(autouse=True)

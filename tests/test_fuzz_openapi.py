@@ -21,9 +21,10 @@ pytest 9.2; the server fixture asserts that the running server serves exactly th
 calls an LLM; the run endpoints are fuzzed all the same.
 
 Seeded rows (schema hooks, about half of the fuzzed cases each): path parameters and id lists
-name seeded rows (DELETE gets its own sacrificial conversations), `page_id` gets real cursors,
-If-Match gets well-formed ETags (`*`, stale, lists, beyond int32) and appends get a storable
-message with arbitrary text, so that later searches and counts run over odd stored text. After
+name seeded rows (conversations and skills; DELETE gets its own sacrificial ones), `page_id`
+gets real cursors, If-Match gets well-formed ETags (`*`, stale, lists, beyond int32) and
+appends get a storable message with arbitrary text, so that later searches and counts run
+over odd stored text. After
 each conversation or event operation, the `_reaches_seeded_rows` fixture asserts that it
 answered 2xx for a seeded id at least once, so the hooks cannot silently stop applying. A
 failing request's report carries the server log written while it ran (a 500's traceback).
@@ -105,8 +106,13 @@ fuzz = schemathesis.openapi.from_dict(
 )
 
 
-# Operations that take a conversation id: each must answer 2xx for a seeded id at least once.
+# Operations that take a conversation id or a skill name: each must answer 2xx for a seeded
+# one at least once.
 ID_OPERATIONS = {
+    "GET /api/skills/{name}",
+    "PATCH /api/skills/{name}",
+    "DELETE /api/skills/{name}",
+    "GET /api/skills/{name}/revisions",
     "GET /api/conversations/{conversation_id}",
     "PATCH /api/conversations/{conversation_id}",
     "DELETE /api/conversations/{conversation_id}",
@@ -127,14 +133,19 @@ class Seeds:
     event_ids: list[tuple[str, str]] = field(default_factory=list)  # (conversation, event)
     cursors: list[str] = field(default_factory=list)  # real next_page_id values
     run_ids: list[str] = field(default_factory=list)  # queued runs (no worker runs them)
+    skill_names: list[str] = field(default_factory=list)
+    deletable_skills: list[str] = field(default_factory=list)  # DELETE's own skills
     # Per pytest item: its operation, and the statuses of requests that named a seeded
     # conversation in their path.
     operation: str | None = None
     seeded_statuses: Counter[int] = field(default_factory=Counter)
     item_failed: bool = False
 
-    def is_seeded(self, conversation_id: object) -> bool:
-        return str(conversation_id) in {*self.conversation_ids, *self.deletable_ids}
+    def is_seeded(self, path_parameters: dict[str, Any]) -> bool:
+        seeded = {*self.conversation_ids, *self.deletable_ids}
+        seeded |= {*self.skill_names, *self.deletable_skills}
+        key = path_parameters.get("conversation_id") or path_parameters.get("name")
+        return str(key) in seeded
 
 
 SEEDS = Seeds()
@@ -203,6 +214,13 @@ def _seed(client: httpx.Client) -> Seeds:
         response = client.post(f"/api/conversations/{seeds.conversation_ids[0]}/run")
         assert response.status_code == 202, response.text
         seeds.run_ids.append(str(response.json()["id"]))
+    for name in ("fuzz-skill", "fuzz-skill-2", "doomed-skill", "doomed-skill-2"):
+        content = f"---\nname: {name}\ndescription: seeded\n---\nSeeded instructions.\n"
+        response = client.post("/api/skills", json={"content": content})
+        assert response.status_code == 201, response.text
+        (seeds.deletable_skills if name.startswith("doomed") else seeds.skill_names).append(name)
+    client.patch("/api/skills/fuzz-skill", json={"enabled": False})
+    seeds.cursors.append(client.get("/api/skills", params={"limit": 1}).json()["next_page_id"])
     assert all(seeds.cursors), seeds.cursors
     return seeds
 
@@ -290,6 +308,9 @@ def _seeded_path(
         known = [{"run_id": r} for r in SEEDS.run_ids]
     elif "event_id" in path_parameters:
         known = [{"conversation_id": c, "event_id": e} for c, e in SEEDS.event_ids]
+    elif "name" in path_parameters:
+        names = SEEDS.deletable_skills if operation.method.upper() == "DELETE" else None
+        known = [{"name": n} for n in names or SEEDS.skill_names]
     elif "conversation_id" not in path_parameters:
         known = []
     elif operation.method.upper() == "DELETE":
@@ -355,7 +376,7 @@ def _storable_messages(context: schemathesis.HookContext, body: Any) -> st.Searc
 def _count_seeded(
     context: schemathesis.HookContext, case: schemathesis.Case, response: schemathesis.Response
 ) -> None:
-    if SEEDS.is_seeded((case.path_parameters or {}).get("conversation_id")):
+    if SEEDS.is_seeded(case.path_parameters or {}):
         SEEDS.seeded_statuses[response.status_code] += 1
 
 

@@ -19,6 +19,7 @@ from app.agent.base import DEFAULT_AGENT_KIND, agent_kinds
 from app.agent.tools import ALL_TOOLS
 from app.events.schemas import UserMessageCreate
 from app.models.conversation import ExecutionStatus
+from app.skills.schemas import SkillName
 from app.validators import reject_unstorable
 
 SECRET_MASK = "**********"
@@ -46,6 +47,11 @@ class AgentSpec(BaseModel):
     system_prompt: str | None = None
     tools: list[str] | None = Field(
         default=None, description=f"Tool names (default: all enabled): {sorted(ALL_TOOLS)}"
+    )
+    skills: Annotated[list[SkillName], Field(max_length=100)] | None = Field(
+        default=None,
+        description="Skill names the runs may use (those of them that are enabled when a run"
+        " starts); default: every enabled skill. Unknown names are 422.",
     )
 
     @field_validator("kind")

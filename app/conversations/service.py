@@ -18,6 +18,7 @@ from app.events import service as events_service
 from app.events.schemas import Message, MessageEvent
 from app.models import Conversation, ExecutionStatus
 from app.pagination import decode_cursor, encode_cursor
+from app.skills import service as skills_service
 
 
 def etag(version: int) -> str:
@@ -30,6 +31,8 @@ def _not_found(conversation_id: uuid.UUID) -> NotFound:
 
 async def create(session: AsyncSession, data: ConversationCreate) -> tuple[Conversation, bool]:
     """Create a conversation; an existing id returns the stored one (created=False)."""
+    if data.agent.skills:
+        await skills_service.check_known(session, data.agent.skills, field="agent.skills")
     conversation_id = data.id or uuid.uuid4()
     now = utcnow()
     inserted = await repository.insert_if_absent(

@@ -88,11 +88,21 @@ class MessageEvent(EventBase):
         return _texts(self.llm_message.content) + _texts(self.extended_content)
 
 
+class SkillUse(BaseModel):
+    """A skill rendered into a system prompt, at the version that was rendered."""
+
+    name: str
+    version: int
+
+
 class SystemPromptEvent(EventBase):
     kind: Literal["SystemPromptEvent"] = "SystemPromptEvent"
     source: Source = "agent"
     system_prompt: TextContent
     tools: list[dict[str, Any]] = Field(default_factory=list)
+    skills: list[SkillUse] = Field(
+        default_factory=list, description="The skills in system_prompt, with their versions"
+    )
 
     def text_parts(self) -> list[str]:
         return [self.system_prompt.text]

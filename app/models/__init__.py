@@ -3,6 +3,7 @@
 from app.models.conversation import Conversation, ExecutionStatus
 from app.models.event import Event, EventCount
 from app.models.run import ACTIVE_STATUSES, LLMCall, Run, RunStatus
+from app.models.skill import Skill, SkillRevision
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -13,4 +14,6 @@ __all__ = [
     "LLMCall",
     "Run",
     "RunStatus",
+    "Skill",
+    "SkillRevision",
 ]

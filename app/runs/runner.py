@@ -27,6 +27,7 @@ from app.events.service import row_to_json
 from app.models import Conversation, ExecutionStatus, RunStatus
 from app.runs import hot_write, repository, usage
 from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
+from app.skills import service as skills_service
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -251,10 +252,9 @@ class Runner:
         agent_cls = self.resolve_agent(conversation.agent)
         self._agent = agent_cls(conversation.agent, self.settings)
         self._ctx = self._context(conversation)
-        if not any(e["kind"] == "SystemPromptEvent" for e in history):
-            prompt = self._agent.system_prompt_event()
-            if prompt is not None:
-                history += await self._persist([prompt])
+        prompt = await skills_service.system_prompt_for_run(self.db, self._agent, history)
+        if prompt is not None:
+            history += await self._persist([prompt])
         for event in history:
             self._track(event)
         self._user_seq = max((int(e["seq"]) for e in history), default=0)
