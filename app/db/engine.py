@@ -44,6 +44,15 @@ def create_engine(
     return create_async_engine(url, **kwargs)
 
 
+def asyncpg_connect_args(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments SQLAlchemy would pass to asyncpg.connect for this engine's URL, for the
+    few connections made outside its pool (the LISTEN connection, the runner's pool)."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    for sqlalchemy_only in ("prepared_statement_cache_size", "async_fallback"):
+        kwargs.pop(sqlalchemy_only, None)
+    return list(args), dict(kwargs)
+
+
 def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     """SQLAlchemy's documented recipe: the driver never begins; we emit BEGIN ourselves.
 

@@ -34,6 +34,7 @@ import orjson
 from sqlalchemy import FromClause
 from sqlalchemy.engine import Dialect
 
+from app.db.engine import asyncpg_connect_args
 from app.db.session import Database
 from app.models import Conversation, Event, EventCount, LLMCall, Run, RunStatus
 from app.runs.repository import Lease
@@ -148,10 +149,7 @@ class PostgresHotWriter:
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
             if self._pool is None:
-                engine = self.db.engine
-                args, kwargs = engine.dialect.create_connect_args(engine.url)
-                kwargs.pop("prepared_statement_cache_size", None)
-                kwargs.pop("async_fallback", None)
+                args, kwargs = asyncpg_connect_args(self.db.engine)
                 self._pool = await asyncpg.create_pool(
                     *args, min_size=1, max_size=self.max_connections, **kwargs
                 )

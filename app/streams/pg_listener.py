@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from app.db.engine import asyncpg_connect_args
 from app.db.session import Database
 from app.events.repository import NOTIFY_CHANNEL as CHANNEL
 
@@ -68,10 +69,7 @@ class PgListener:
         while True:
             lost = asyncio.Event()
             try:
-                engine = self.db.engine
-                args, kwargs = engine.dialect.create_connect_args(engine.url)
-                kwargs.pop("prepared_statement_cache_size", None)
-                kwargs.pop("async_fallback", None)
+                args, kwargs = asyncpg_connect_args(self.db.engine)
                 self._conn = await asyncpg.connect(*args, **kwargs)
                 self._conn.add_termination_listener(_setter(lost))
                 await self._conn.add_listener(CHANNEL, self._on_notify)
