@@ -28,6 +28,7 @@ from sqlalchemy import select
 from app.db.session import Database
 from app.events import service as events_service
 from app.models import Conversation
+from app.streams.pg_listener import PgListener
 
 logger = logging.getLogger(__name__)
 
@@ -135,15 +136,13 @@ class EventHub:
         self.tail_backstop_seconds = tail_backstop_seconds
         self.tails: dict[uuid.UUID, Tail] = {}
         self._poller: asyncio.Task[None] | None = None
-        self._listener: Any = None
+        self._listener: PgListener | None = None
         self._stopping = False
 
     async def start(self) -> None:
         self.db.commit_listeners.append(self.notify_many)
         self._poller = asyncio.create_task(self._poll_loop(), name="stream-poller")
         if not self.db.is_sqlite:
-            from app.streams.pg_listener import PgListener
-
             self._listener = PgListener(self.db, self)
             await self._listener.start()
 
