@@ -35,9 +35,11 @@ from app.runs.runner import Pools, Runner
 from app.runs.sweeper import sweep_once
 
 logger = logging.getLogger(__name__)
-# Bounded waits at shutdown besides the grace: a claim or a write in flight, the give-back
-# writes of cut-off runs, the loops' last turn. Runner.cut's wait for a sync thread fits in.
-SETTLE_SECONDS = 3.0
+# Bounded waits at shutdown besides the grace: the cut-off runs get CUT_SECONDS to give their
+# runs back (Runner's wait for a sync thread fits in); a claim in flight, runners cancelled
+# after that and the loops' last turn get END_SECONDS each. None is spent when nothing hangs.
+CUT_SECONDS = 3.0
+END_SECONDS = 1.0
 
 
 def resolve_agent(spec: dict[str, Any]) -> type[AgentBase]:
@@ -83,14 +85,14 @@ class Worker:
         shutdown_grace_seconds cut off the steps still going. Each runner then gives its run
         back (see Runner): queued again, or paused if a tool call was cut off. Leases are
         renewed meanwhile. A runner that does not end even then is cancelled: its lease lapses
-        and the sweeper of a live process fails the run as worker_lost. Returns within about
-        grace + 4 * SETTLE_SECONDS whatever the runs do."""
+        and the sweeper of a live process fails the run as worker_lost. Returns within grace +
+        CUT_SECONDS + 3 * END_SECONDS (and the hot writer's close) whatever the runs do."""
         self._stopping = True
         self._stopped.set()
         self._wake.set()
         claimer = self._loops[:1]
         if claimer:  # a claim in flight launches its runs, which are then given back too
-            await asyncio.wait(claimer, timeout=SETTLE_SECONDS)
+            await asyncio.wait(claimer, timeout=END_SECONDS)
         for runner in list(self.runners.values()):
             runner.give_back()
         pending = await self._wait_runs(self.settings.shutdown_grace_seconds)
@@ -98,16 +100,16 @@ class Worker:
             logger.warning("shutdown: cutting off %d runs still in a step", len(pending))
             for runner in list(self.runners.values()):
                 runner.cut()
-            pending = await self._wait_runs(SETTLE_SECONDS)
+            pending = await self._wait_runs(CUT_SECONDS)
         for task in pending:
             task.cancel()
         if pending:
-            await self._wait_runs(SETTLE_SECONDS)
+            await self._wait_runs(END_SECONDS)
         self._closing = True
         self._control_wake.set()
         pending = {*self._loops, *self._tasks}
         if pending:
-            _done, pending = await asyncio.wait(pending, timeout=SETTLE_SECONDS)
+            _done, pending = await asyncio.wait(pending, timeout=END_SECONDS)
         for task in pending:
             task.cancel()
         if pending:
