@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
+from app.config import Settings
 from app.db.session import Database
 from app.models import LLMCall, Run
 from tests.conftest import create_conversation
@@ -73,6 +75,19 @@ async def _llm_calls(db: Database, cid: str) -> int:
     async with db.session(write=False) as session:
         stmt = select(func.count()).where(LLMCall.conversation_id == uuid.UUID(cid))
         return int((await session.execute(stmt)).scalar_one())
+
+
+def test_the_grace_is_a_setting_of_zero_or_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    def grace(**values: Any) -> float:
+        return Settings(_env_file=None, **values).shutdown_grace_seconds  # type: ignore[call-arg]
+
+    monkeypatch.delenv("AGENT_SERVER_SHUTDOWN_GRACE_SECONDS", raising=False)
+    assert grace() == 10
+    monkeypatch.setenv("AGENT_SERVER_SHUTDOWN_GRACE_SECONDS", "2.5")
+    assert grace() == 2.5
+    assert grace(shutdown_grace_seconds=0) == 0
+    with pytest.raises(ValidationError):
+        grace(shutdown_grace_seconds=-1)
 
 
 @pytest.mark.parametrize("kind", ["LLMAgent", "SyncLLMAgent"])
