@@ -1,6 +1,10 @@
 """The `agent-server` command: thin wrappers around the same code the API uses."""
 
+import logging
+import os
 import sys
+import threading
+import time
 from typing import Annotated
 
 import typer
@@ -12,6 +16,11 @@ from app.logging_config import configure_logging
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="SQL-backed agent server.")
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema (alembic) commands.")
 cli.add_typer(db_cli, name="db")
+
+# Shutdown bounds besides AGENT_SERVER_SHUTDOWN_GRACE_SECONDS: requests still open when the
+# server stops get this long (then they are cancelled); threads still busy at exit this long.
+HTTP_DRAIN_SECONDS = 5
+THREADS_EXIT_SECONDS = 2.0
 
 
 def _fail(message: str) -> None:
@@ -51,7 +60,29 @@ def serve(
         port=port,
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
     )
+    # Here after SIGINT (uvicorn swallows the KeyboardInterrupt); SIGTERM ends the process as
+    # soon as the graceful shutdown is done (uvicorn raises it again, default handler).
+    _exit_if_threads_hang(0)
+
+
+def _exit_if_threads_hang(code: int) -> None:
+    """A tool call or a sync LLM call runs in a thread that cannot be stopped, and Python
+    waits for every such thread at exit. The runs were given back already: give the threads
+    a moment, then exit without them, so that the process ends in bounded time."""
+    deadline = time.monotonic() + THREADS_EXIT_SECONDS
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    for thread in others:
+        if not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in others if not t.daemon and t.is_alive()]
+    if busy:
+        logging.getLogger(__name__).warning(
+            "exiting without waiting for %d busy threads: %s", len(busy), ", ".join(busy)
+        )
+        logging.shutdown()
+        os._exit(code)
 
 
 @db_cli.command("upgrade")

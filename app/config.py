@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     control_poll_seconds: float = Field(default=0.25, gt=0)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
+    # On shutdown, how long runs may take to reach the end of their current step before
+    # the steps still going are cut off; either way each run is given back (see README).
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     tool_pool_size: int = Field(default=8, ge=1, le=256)
     # Live streams: SQLite change-detection poll; Postgres backstop poll behind NOTIFY.
     stream_poll_seconds: float = Field(default=0.2, gt=0, le=60)

@@ -176,6 +176,28 @@ async def finish(
     return result.first() is not None
 
 
+async def requeue(session: AsyncSession, lease: Lease) -> bool:
+    """Give a running run back to the queue (a shutting-down worker does): any worker may
+    claim it again. A new epoch fences off this lease; False when it was no longer held."""
+    stmt = (
+        update(Run)
+        .where(
+            Run.id == lease.run_id,
+            Run.status == RunStatus.RUNNING.value,
+            Run.lease_epoch == lease.epoch,
+        )
+        .values(
+            status=RunStatus.QUEUED.value,
+            worker_id=None,
+            lease_expires_at=None,
+            lease_epoch=Run.lease_epoch + 1,
+        )
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
 async def expired(session: AsyncSession, now: datetime, limit: int = 50) -> Sequence[Run]:
     stmt = (
         select(Run)

@@ -3,6 +3,10 @@
 No transaction is held across a step: each write (events, iteration count, LLM usage, the
 final status) is its own short transaction that first checks the lease (fencing). A runner
 whose lease was lost writes nothing more and stops.
+
+On shutdown the worker asks each runner to give its run back at the next step boundary
+(`give_back`), and cuts off the steps still going when the grace runs out (`cut`): the run
+goes back to the queue, or is paused when a tool call was cut off (see `_finish`).
 """
 
 import asyncio
@@ -24,14 +28,28 @@ from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
 from app.events.service import row_to_json
-from app.models import Conversation, ExecutionStatus, RunStatus
+from app.models import Conversation, ExecutionStatus, Run, RunStatus
 from app.runs import hot_write, repository, usage
 from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
+from app.runs.stops import (
+    CUT_OFF,
+    FINISHED,
+    GIVE_BACK,
+    INTERRUPTED,
+    MAX_ITERATIONS,
+    PAUSED,
+    Stop,
+    failed,
+    unanswered,
+)
 from app.skills import service as skills_service
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_STEP_TIMINGS = 1000
+# A sync agent's thread that is cut off gets this long to reach an interruption check; one
+# stuck in a blocking call (a sync LLM call, a tool) is then left behind, its writes refused.
+SYNC_CUT_WAIT_SECONDS = 1.0
 
 
 class LeaseLost(Exception):
@@ -42,22 +60,26 @@ class MoreInput(Exception):
     """A user message arrived while the agent was finishing: keep going."""
 
 
-@dataclass(frozen=True)
-class Stop:
-    run_status: RunStatus
-    stop_reason: str
-    conversation_status: ExecutionStatus
-    error: str | None = None
+async def _whole(work: Awaitable[T]) -> tuple[T, bool]:
+    """Await `work` to its end even if cancelled meanwhile, so a write lands or not as a whole
+    and the caller learns which. Returns the result and whether a cancellation came: the
+    caller records what the write did, then goes on with the cancellation."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
 
 
-FINISHED = Stop(RunStatus.COMPLETED, "finished", ExecutionStatus.FINISHED)
-MAX_ITERATIONS = Stop(RunStatus.COMPLETED, "max_iterations", ExecutionStatus.PAUSED)
-PAUSED = Stop(RunStatus.CANCELLED, "paused", ExecutionStatus.PAUSED)
-INTERRUPTED = Stop(RunStatus.INTERRUPTED, "interrupted", ExecutionStatus.PAUSED)
-
-
-def failed(error: str) -> Stop:
-    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, error)
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark the outcome of a thread as seen: one left behind at shutdown may end in an
+    error (its writes are refused) that nobody awaits any more."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass
@@ -85,6 +107,12 @@ class Runner:
         self.pools = pools
         self._pause = False
         self._lost = False
+        self._give_back = False  # shutting down: stop at the next step boundary
+        self._cut = asyncio.Event()  # the shutdown grace ran out: the step is cut off
+        self._closed = False  # no more step writes (a sync thread that was left behind)
+        self._writing = 0  # step writes in flight
+        self._written = asyncio.Event()  # set while none is
+        self._written.set()
         self._step_task: asyncio.Future[StepOutcome] | None = None
         self._ctx: StepContext | None = None
         self._open_actions: dict[str, str] = {}  # tool_call_id -> tool_name
@@ -142,6 +170,18 @@ class Runner:
     async def _persist(self, events: Sequence[EventBase]) -> list[dict[str, Any]]:
         """Append events in one fenced trip (see hot_write), with the LLM calls recorded since
         the last write, the new stats, the iteration count and the step timings."""
+        if self._closed:
+            raise Interrupted("the run was given back: its step writes nothing more")
+        self._writing += 1
+        self._written.clear()
+        try:
+            return await self._append(events)
+        finally:
+            self._writing -= 1
+            if not self._writing:
+                self._written.set()
+
+    async def _append(self, events: Sequence[EventBase]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         calls = list(self._pending_calls)
         stats = self._stats
@@ -170,17 +210,8 @@ class Runner:
         # An interrupt cancels the step, never the write half-way: the write lands or not as
         # a whole and the runner learns which (its open actions decide the AgentErrorEvents
         # written at the end), then the cancellation goes on.
-        write = asyncio.ensure_future(self.hot.append(job))
-        cancelled = False
         try:
-            while True:
-                try:
-                    written = await asyncio.shield(write)
-                    break
-                except asyncio.CancelledError:
-                    if write.cancelled():
-                        raise
-                    cancelled = True
+            written, cancelled = await _whole(self.hot.append(job))
         finally:
             self._db_ms += (time.perf_counter() - started) * 1000
         if written is None:
@@ -241,7 +272,7 @@ class Runner:
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Interrupted:
-            return INTERRUPTED
+            return self._interrupted()
         except Exception as exc:
             logger.exception("run %s failed", self.lease.run_id)
             return failed(f"{type(exc).__name__}: {exc}")
@@ -270,15 +301,41 @@ class Runner:
             if history is not None:
                 agent.init_context(ctx, history)
             return await self._async_loop(agent, ctx)
+        return await self._in_thread(agent, ctx, history)
+
+    async def _in_thread(
+        self, agent: AgentBase, ctx: StepContext, history: list[dict[str, Any]] | None
+    ) -> Stop:
+        """A sync agent's loop on the run pool. Cut off at shutdown, its thread stops at its
+        next interruption check; a thread stuck in a blocking call (a sync LLM call, a tool)
+        cannot be stopped: it is left behind with its writes refused, and the run given back."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pools.run_pool, self._sync_loop, agent, ctx, history)
+        thread = loop.run_in_executor(self.pools.run_pool, self._sync_loop, agent, ctx, history)
+        thread.add_done_callback(_retrieve)  # it may end after the runner stopped waiting
+        cut = asyncio.ensure_future(self._cut.wait())
+        try:
+            either: list[asyncio.Future[Any]] = [thread, cut]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not thread.done():
+                await asyncio.wait([thread], timeout=SYNC_CUT_WAIT_SECONDS)
+        finally:
+            cut.cancel()
+        if thread.done():
+            return thread.result()
+        self._closed = True
+        logger.warning("run %s: its step did not stop in time; giving it back", self.run_id)
+        return GIVE_BACK
 
     async def _load(self) -> tuple[Conversation, list[dict[str, Any]]]:
         async with self.db.session(write=False) as session:
             conversation = await session.get(Conversation, self.lease.conversation_id)
-            if conversation is None:
+            run = await session.get(Run, self.lease.run_id)
+            if conversation is None or run is None:
                 raise LeaseLost("conversation deleted")
             history = await events_service.history_after(session, conversation.id)
+        # A run given back at a shutdown goes on counting (max_iterations is per run).
+        self._iterations = run.iterations
+        self._step_db_ms = list(run.step_db_ms or [])[-MAX_STEP_TIMINGS:]
         return conversation, history
 
     def _context(self, conversation: Conversation) -> StepContext:
@@ -290,6 +347,7 @@ class Runner:
             settings=self.settings,
             workspace=workspace,
             max_iterations=conversation.max_iterations,
+            iteration=self._iterations,
             loop=asyncio.get_running_loop(),
             tool_pool=self.pools.tool_pool,
             persist=self._persist,
@@ -298,6 +356,8 @@ class Runner:
 
     async def _async_loop(self, agent: AgentBase, ctx: StepContext) -> Stop:
         while True:
+            if self._give_back:
+                return GIVE_BACK
             await self._take_new_user_messages(ctx)
             self._step_task = asyncio.ensure_future(agent.astep(ctx))
             try:
@@ -308,7 +368,7 @@ class Runner:
                     raise  # the worker is shutting down
                 if self._lost:
                     raise LeaseLost(f"run {self.lease.run_id} lost its lease") from None
-                return INTERRUPTED
+                return self._interrupted()
             finally:
                 self._step_task = None
             stop = await self._after_step(ctx, outcome)
@@ -322,12 +382,14 @@ class Runner:
         if history is not None:
             agent.init_context(ctx, history)
         while True:
+            if self._give_back:
+                return GIVE_BACK
             self._on_loop(self._take_new_user_messages(ctx))
             outcome = agent.step(ctx)
             if self._lost:
                 raise LeaseLost(f"run {self.lease.run_id} lost its lease")
             if ctx.interrupted.is_set():
-                return INTERRUPTED
+                return self._interrupted()
             stop = self._on_loop(self._after_step(ctx, outcome))
             if stop is not None:
                 return stop
@@ -382,11 +444,15 @@ class Runner:
         return None
 
     async def _finish(self, stop: Stop) -> None:
+        # A write of a sync step left behind may still be landing: its events count too.
+        await self._written.wait()
+        if stop is GIVE_BACK and self._open_actions:
+            # A tool call was cut off: it may have run, in part or in full, or not at all. It
+            # is never run again silently: the action gets an error and a person decides.
+            stop = CUT_OFF
         dangling: list[EventBase] = [
             AgentErrorEvent(
-                error=f"the {tool or 'tool'} call was not completed: run {stop.stop_reason}",
-                tool_name=tool or None,
-                tool_call_id=call_id,
+                error=unanswered(tool or "tool", stop), tool_name=tool or None, tool_call_id=call_id
             )
             for call_id, tool in self._open_actions.items()
         ]
@@ -405,15 +471,18 @@ class Runner:
                     raise MoreInput()
             if dangling:
                 await events_service.append(session, self.lease.conversation_id, dangling)
-            await repository.finish(
-                session,
-                self.lease.run_id,
-                status=stop.run_status,
-                stop_reason=stop.stop_reason,
-                error=stop.error,
-                now=utcnow(),
-                only_if_epoch=self.lease.epoch,
-            )
+            if stop is GIVE_BACK:
+                await repository.requeue(session, self.lease)
+            else:
+                await repository.finish(
+                    session,
+                    self.lease.run_id,
+                    status=stop.run_status,
+                    stop_reason=stop.stop_reason,
+                    error=stop.error,
+                    now=utcnow(),
+                    only_if_epoch=self.lease.epoch,
+                )
             await transition(
                 session,
                 self.lease.conversation_id,
@@ -421,9 +490,14 @@ class Runner:
                 allowed_from=(ExecutionStatus.RUNNING,),
             )
 
-        await self._fenced(write)
+        # Like the step's writes, the last one is never cut in half by a cancellation.
+        _, cancelled = await _whole(self._fenced(write))
+        if stop.stop_reason == "shutdown":
+            logger.info("run %s given back: %s", self.run_id, stop.run_status.value)
+        if cancelled:
+            raise asyncio.CancelledError()
 
-    # ---- control: lease renewal, pause, interrupt ---------------------------------------
+    # ---- control: lease renewal, pause, interrupt, shutdown -----------------------------
 
     def apply(self, flags: ControlFlags | None) -> None:
         """Control flags read by the worker for all its runs at once."""
@@ -448,6 +522,21 @@ class Runner:
     def lose(self) -> None:
         self._lost = True
         self._interrupt()
+
+    def give_back(self) -> None:
+        """Shutdown: end at the next step boundary (after pause, max_iterations and finish,
+        which take precedence) and give the run back to the queue."""
+        self._give_back = True
+
+    def cut(self) -> None:
+        """Shutdown, the grace ran out: cut the step off (as an interrupt does), then give
+        the run back."""
+        self._give_back = True
+        self._cut.set()
+        self._interrupt()
+
+    def _interrupted(self) -> Stop:
+        return GIVE_BACK if self._cut.is_set() else INTERRUPTED
 
     @property
     def run_id(self) -> uuid.UUID:

@@ -4,6 +4,11 @@
 beyond it stay queued in the database and start in order as slots free. Sync-only agents run
 on the run pool (threads `conversation-run-*`); tools run on their own pool (`tool-*`), so
 tool calls fanned out by a step can never wait for a run-pool thread.
+
+Shutdown (`stop`) gives the runs back instead of dropping them: claiming stops at once, every
+runner ends at its next step boundary, and when `shutdown_grace_seconds` run out the steps
+still going are cut off. Each run goes back to the queue (or is paused, when a tool call was
+cut off), in one fenced write; leases are renewed until then.
 """
 
 import asyncio
@@ -30,6 +35,11 @@ from app.runs.runner import Pools, Runner
 from app.runs.sweeper import sweep_once
 
 logger = logging.getLogger(__name__)
+# Bounded waits at shutdown besides the grace: the cut-off runs get CUT_SECONDS to give their
+# runs back (Runner's wait for a sync thread fits in); a claim in flight, runners cancelled
+# after that and the loops' last turn get END_SECONDS each. None is spent when nothing hangs.
+CUT_SECONDS = 3.0
+END_SECONDS = 1.0
 
 
 def resolve_agent(spec: dict[str, Any]) -> type[AgentBase]:
@@ -58,8 +68,9 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._control_wake = asyncio.Event()
-        self._stopping = False
+        self._stopping = False  # no more claims
         self._stopped = asyncio.Event()
+        self._closing = False  # the runners are done: the control loop ends too
 
     async def start(self) -> None:
         self._loops = [
@@ -68,28 +79,51 @@ class Worker:
             asyncio.create_task(self._control_loop(), name="run-control"),
         ]
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming and end the loops at their next turn (not in the middle of a query);
-        runs in flight are cancelled: their leases lapse and the sweeper of a live process
-        fails them as worker_lost. Returns within about twice `grace` whatever happens."""
+    async def stop(self) -> None:
+        """Give every run back, then end the loops at their next turn (not in the middle of a
+        query). Stop claiming now; ask each runner to end at its next step boundary; after
+        shutdown_grace_seconds cut off the steps still going. Each runner then gives its run
+        back (see Runner): queued again, or paused if a tool call was cut off. Leases are
+        renewed meanwhile. A runner that does not end even then is cancelled: its lease lapses
+        and the sweeper of a live process fails the run as worker_lost. Returns within grace +
+        CUT_SECONDS + 3 * END_SECONDS (and the hot writer's close) whatever the runs do."""
         self._stopping = True
         self._stopped.set()
         self._wake.set()
-        self._control_wake.set()
-        for task in self._tasks:
-            task.cancel()
-        pending = {*self._loops, *self._tasks}
+        claimer = self._loops[:1]
+        if claimer:  # a claim in flight launches its runs, which are then given back too
+            await asyncio.wait(claimer, timeout=END_SECONDS)
+        for runner in list(self.runners.values()):
+            runner.give_back()
+        pending = await self._wait_runs(self.settings.shutdown_grace_seconds)
         if pending:
-            _done, pending = await asyncio.wait(pending, timeout=grace)
+            logger.warning("shutdown: cutting off %d runs still in a step", len(pending))
+            for runner in list(self.runners.values()):
+                runner.cut()
+            pending = await self._wait_runs(CUT_SECONDS)
         for task in pending:
             task.cancel()
         if pending:
-            _done, pending = await asyncio.wait(pending, timeout=grace)
+            await self._wait_runs(END_SECONDS)
+        self._closing = True
+        self._control_wake.set()
+        pending = {*self._loops, *self._tasks}
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=END_SECONDS)
+        for task in pending:
+            task.cancel()
         if pending:
             logger.error("worker stop: %d tasks did not end", len(pending))
         self.pools.run_pool.shutdown(wait=False, cancel_futures=True)
         self.pools.tool_pool.shutdown(wait=False, cancel_futures=True)
         await self.hot.close()
+
+    async def _wait_runs(self, seconds: float) -> set[asyncio.Task[None]]:
+        """Wait up to `seconds` for the runner tasks; returns those still going."""
+        if not self._tasks:
+            return set()
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=seconds)
+        return pending
 
     def wake(self) -> None:
         """A run may have been queued: look now instead of at the next poll."""
@@ -138,17 +172,18 @@ class Worker:
 
     async def _control_loop(self) -> None:
         """For every run this process holds, in one query each: read pause/interrupt flags
-        (set by any process) every control_poll_seconds, renew leases every third of them."""
+        (set by any process) every control_poll_seconds, renew leases every third of them.
+        It goes on through a shutdown until the runs are given back."""
         renew_every = self.settings.run_lease_seconds / 3
         next_renewal = time.monotonic() + renew_every
-        while not self._stopping:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._control_wake.wait(), self.settings.control_poll_seconds
                 )
             self._control_wake.clear()
             runners = list(self.runners.values())
-            if not runners or self._stopping:
+            if not runners or self._closing:
                 continue
             try:
                 async with self.db.session(write=False) as session:
@@ -182,6 +217,8 @@ class Worker:
             hot=self.hot,
         )
         self.runners[lease.run_id] = runner
+        if self._stopping:  # claimed as the shutdown began
+            runner.give_back()
         task = asyncio.create_task(runner.run(), name=f"run-{lease.run_id}")
         self._tasks.add(task)
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from app.agent.base import AgentBase, StepContext, StepOutcome, register_agent
-from app.events.schemas import Message, MessageEvent, TextContent
+from app.events.schemas import ActionEvent, Message, MessageEvent, ObservationEvent, TextContent
 
 
 def _say(text: str) -> MessageEvent:
@@ -63,6 +63,47 @@ class FanOutTestAgent(_Scripted):
         names = sorted({f.result(timeout=30) for f in futures})
         ctx.emit_sync(_say(f"{_label(ctx)} tools={','.join(names)}"))
         return StepOutcome(finished=True)
+
+
+@register_agent
+class ToolTestAgent(_Scripted):
+    """Each step an ActionEvent, a blocking tool call of `sleep` s on the tool pool, then its
+    ObservationEvent; runs on the event loop."""
+
+    kind = "ToolTestAgent"
+
+    async def astep(self, ctx: StepContext) -> StepOutcome:
+        action = (await ctx.emit(_action(ctx)))[0]
+        name = await ctx.run_tool(_tool, self.sleep())
+        await ctx.emit(_observation(action, name))
+        return StepOutcome(finished=ctx.iteration + 1 >= self.steps())
+
+
+@register_agent
+class SyncToolTestAgent(_Scripted):
+    """ToolTestAgent as a sync agent that waits for its tool without interruption checks."""
+
+    kind = "SyncToolTestAgent"
+
+    def step(self, ctx: StepContext) -> StepOutcome:
+        action = ctx.emit_sync(_action(ctx))[0]
+        name = ctx.submit_tool(_tool, self.sleep()).result()
+        ctx.emit_sync(_observation(action, name))
+        return StepOutcome(finished=ctx.iteration + 1 >= self.steps())
+
+
+def _action(ctx: StepContext) -> ActionEvent:
+    call_id = f"call_{ctx.run_id.hex[:8]}_{ctx.iteration + 1}"
+    return ActionEvent(tool_name="sleep", tool_call_id=call_id, arguments={})
+
+
+def _observation(action: dict[str, Any], text: str) -> ObservationEvent:
+    return ObservationEvent(
+        tool_name="sleep",
+        tool_call_id=action["tool_call_id"],
+        action_id=action["id"],
+        content=[TextContent(text=text)],
+    )
 
 
 def _tool(sleep: float) -> str:
