@@ -1,6 +1,7 @@
 """create_app(): lifespan, routers, exception handlers."""
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -109,6 +110,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         worker = None
         if settings.run_worker_enabled:
             await asyncio.to_thread(load_agents)
+            # litellm brings a very large heap of long-lived objects: move what exists now out
+            # of the garbage collector's generations, so full collections under load stay
+            # short (they stall the event loop, and every request with it).
+            gc.collect()
+            gc.freeze()
             worker = Worker(app.state.db, settings)
             app.state.worker = worker
             await worker.start()

@@ -19,6 +19,7 @@ It writes the same rows as `Runner._fenced` + `events_service.append` (tests com
 """
 
 import asyncio
+import logging
 import sqlite3
 import time
 import uuid
@@ -39,6 +40,7 @@ from app.db.session import Database
 from app.models import Conversation, Event, EventCount, LLMCall, Run, RunStatus
 from app.runs.repository import Lease
 
+logger = logging.getLogger(__name__)
 RUNNING = RunStatus.RUNNING.value
 
 
@@ -80,6 +82,9 @@ class HotWriter(Protocol):
         """None when the lease is no longer held (nothing was written)."""
 
     async def last_seq(self, conversation_id: uuid.UUID) -> Seen: ...
+
+    async def open(self) -> None:
+        """Connect ahead of the first run (a failure is logged; the first write retries)."""
 
     async def close(self) -> None: ...
 
@@ -136,6 +141,15 @@ PG_LAST_SEQ = (
 )
 
 
+async def _prepare(conn: Any) -> None:
+    """Plan the statements once per connection, up front: both run against ids that match
+    nothing, so they change nothing (asyncpg keeps the prepared statements by their text)."""
+    nobody = uuid.uuid4()
+    await conn.fetchrow(PG_LAST_SEQ, nobody)
+    await conn.fetchrow(PG_APPEND, nobody, 0, 0, None, datetime.now(UTC), nobody, 0, None,
+                        *([[]] * 15))  # fmt: skip
+
+
 class PostgresHotWriter:
     """Statements sent straight through asyncpg on a small pool of its own: no ORM, no
     pre-ping, one round trip per call. A broken connection is dropped by the pool."""
@@ -150,10 +164,18 @@ class PostgresHotWriter:
         async with self._opening:
             if self._pool is None:
                 args, kwargs = asyncpg_connect_args(self.db.engine)
+                # All connections up front: a run's write never waits for a new connection.
+                size = self.max_connections
                 self._pool = await asyncpg.create_pool(
-                    *args, min_size=1, max_size=self.max_connections, **kwargs
+                    *args, min_size=size, max_size=size, init=_prepare, **kwargs
                 )
             return self._pool
+
+    async def open(self) -> None:
+        try:
+            await self._open()
+        except Exception as exc:
+            logger.warning("runner connections not opened yet (%s); the first write retries", exc)
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
         pool = self._pool or await self._open()
@@ -296,6 +318,9 @@ class SQLiteHotWriter:
             conv.c.last_event_at.type.dialect_impl(dialect).result_processor(dialect, None)
         )
 
+    async def open(self) -> None:
+        await self._call_in_thread(self._connection)
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_ms / 1000)
@@ -348,28 +373,29 @@ class SQLiteHotWriter:
 
     def _append_batch(self, jobs: list[Append]) -> list[Any]:
         """One transaction; each job in its own savepoint, so one failing job (its error is
-        its result) does not undo the others. A job's db_ms is its own statements' time plus
-        an equal share of BEGIN and COMMIT, measured in this thread."""
+        its result) does not undo the others. A job's db_ms is the CPU time this thread spent
+        on its statements plus an equal share of BEGIN and COMMIT: the database's work, not
+        the waits for the GIL or the CPU, which the runner's wall time shows."""
         conn = self._connection()
         results: list[Any] = []
-        started = time.perf_counter()
+        started = time.thread_time()
         conn.execute("BEGIN IMMEDIATE")
-        shared = time.perf_counter() - started
+        shared = time.thread_time() - started
         try:
             for job in jobs:
-                job_started = time.perf_counter()
+                job_started = time.thread_time()
                 conn.execute("SAVEPOINT job")
                 try:
                     done = self._append(conn, job)
                     conn.execute("RELEASE job")
-                    results.append((done, time.perf_counter() - job_started))
+                    results.append((done, time.thread_time() - job_started))
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append(exc)
-            commit_started = time.perf_counter()
+            commit_started = time.thread_time()
             conn.execute("COMMIT")
-            shared += time.perf_counter() - commit_started
+            shared += time.thread_time() - commit_started
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -429,9 +455,9 @@ class SQLiteHotWriter:
         return result
 
     def _last_seq(self, conversation_id: uuid.UUID) -> Seen:
-        started = time.perf_counter()
+        started = time.thread_time()
         row = self._connection().execute(SQLITE_LAST_SEQ, (self._uuid(conversation_id),)).fetchone()
-        db_ms = (time.perf_counter() - started) * 1000
+        db_ms = (time.thread_time() - started) * 1000
         return Seen(None if row is None else int(row[0]), db_ms)
 
     async def close(self) -> None:

@@ -73,6 +73,7 @@ class Worker:
         self._closing = False  # the runners are done: the control loop ends too
 
     async def start(self) -> None:
+        await self.hot.open()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="run-claimer"),
             asyncio.create_task(self._sweep_loop(), name="run-sweeper"),
