@@ -40,7 +40,7 @@ def parse_if_match(header: str | None) -> list[int] | None:
     return versions
 
 
-def reject_nul_in_url(request: Request) -> None:
+async def reject_nul_in_url(request: Request) -> None:
     """NUL characters cannot be stored in Postgres text: refuse them in paths and queries."""
     raw_query = request.scope.get("query_string", b"")
     if "\x00" in request.url.path or b"%00" in raw_query.lower() or b"\x00" in raw_query:

@@ -91,6 +91,11 @@ class Database:
         await self.engine.dispose()
 
 
+async def database_dep(request: Request) -> Database:
+    """As a dependency: async, so FastAPI calls it on the loop, not on a worker thread."""
+    return get_database(request)
+
+
 def get_database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
@@ -110,4 +115,4 @@ async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
 # failed commit can never answer 2xx.
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 WriteSessionDep = Annotated[AsyncSession, Depends(_write_session, scope="function")]
-DatabaseDep = Annotated[Database, Depends(get_database)]
+DatabaseDep = Annotated[Database, Depends(database_dep)]

@@ -43,7 +43,7 @@ def _as_utc(value: datetime | None, name: str) -> datetime | None:
         raise Unprocessable(f"{name} is out of range once converted to UTC") from exc
 
 
-def event_filter(
+async def event_filter(
     kind: Annotated[
         str | None, Query(description="Class name, or a dotted name ending in it")
     ] = None,
