@@ -30,7 +30,12 @@ class Database:
         self.engine = engine
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self._read_factory = async_sessionmaker(engine, expire_on_commit=False)
+        # Postgres reads run in autocommit: no BEGIN and COMMIT round trips around a read. Each
+        # statement sees its own snapshot; no read here relies on one shared by several.
+        read_engine = (
+            engine if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+        self._read_factory = async_sessionmaker(read_engine, expire_on_commit=False)
         write_engine = (
             engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             if self.is_sqlite

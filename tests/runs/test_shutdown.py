@@ -52,6 +52,15 @@ async def _wait_for(
         await asyncio.sleep(0.02)
 
 
+async def _llm_requests(llm: FakeLLM, count: int, wait: float = 20) -> None:
+    """Until the fake LLM has received `count` requests (it records each as it arrives)."""
+    deadline = time.monotonic() + wait
+    while len(await llm.requests()) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} LLM requests after {wait} s")
+        await asyncio.sleep(0.02)
+
+
 def _answers(events: list[dict[str, Any]]) -> dict[str, str]:
     """tool_call_id -> the kind of its answer, for every action; fails on an unanswered one."""
     answered: dict[str, str] = {}
@@ -103,6 +112,7 @@ async def test_the_step_in_flight_ends_and_the_run_is_queued_again(
     async with run_app(shutdown_grace_seconds=10) as client:
         cid, run_id = await _start(client, _llm_agent(llm, kind))
         await _wait_for(client, cid, "ObservationEvent")
+        await _llm_requests(llm, 2)  # the stop comes during the second call, not before it
         begun = time.monotonic()
     took = time.monotonic() - begun
     async with run_app(run_worker_enabled=False) as client:
@@ -152,6 +162,7 @@ async def test_an_llm_call_still_going_when_the_grace_ends_is_cut_off(
     async with run_app(shutdown_grace_seconds=0.5) as client:
         cid, run_id = await _start(client, _llm_agent(llm, kind))
         await _wait_for(client, cid, "ObservationEvent")
+        await _llm_requests(llm, 2)
         await asyncio.sleep(0.3)
         begun = time.monotonic()
     took = time.monotonic() - begun
@@ -221,6 +232,7 @@ async def test_a_sync_agent_ends_at_its_step_boundary(run_app: RunAppFactory) ->
     async with run_app(shutdown_grace_seconds=10) as client:
         cid, run_id = await _start(client, agent_spec("SyncTestAgent", steps=4, sleep=1))
         await _wait_for(client, cid, "MessageEvent", count=2)  # the user's and step 1's
+        await asyncio.sleep(0.3)  # step 2 is in its 1 s sleep, not yet to begin
         begun = time.monotonic()
     took = time.monotonic() - begun
     async with run_app(run_worker_enabled=False) as client:
