@@ -83,6 +83,33 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
         assert stopped_in < 3, stopped_in
 
 
+async def test_interrupt_from_b_cancels_the_llm_call_running_on_a(
+    servers: ServerFactory, llm: FakeLLM
+) -> None:
+    """A is in a 20 s LLM call; B's interrupt reaches it through the run row and cancels the
+    call: the run ends `interrupted` within a second or two, not after the call."""
+    a = await servers(worker=True)
+    b = await servers(worker=False)
+    await llm.script(THINK, {**THINK, "latency": 20}, latency=0.05)
+    async with httpx.AsyncClient(base_url=b.base) as cb:
+        cid = await _conversation(cb, llm)
+        run_id = await _message_and_run(cb, cid)
+        await wait_for(lambda: _has_events(cb, cid, 5), "A to reach its second LLM call")
+        await asyncio.sleep(0.5)
+        assert f":{a.proc.pid}:" in (await _run(cb, run_id))["worker_id"]
+        asked = time.monotonic()
+        assert (await cb.post(f"/api/conversations/{cid}/interrupt")).status_code == 202
+        run = await wait_for(lambda: _until_ended(cb, run_id), "the interrupt", limit=10)
+        took = time.monotonic() - asked
+        events = [
+            e["kind"]
+            for e in (await cb.get(f"/api/conversations/{cid}/events/search")).json()["items"]
+        ]
+    assert (run["status"], run["stop_reason"]) == ("interrupted", "interrupted"), run
+    assert "InterruptEvent" in events
+    assert took < 5, took  # the LLM call would have taken 20 s
+
+
 async def _until_ended(client: httpx.AsyncClient, run_id: str) -> dict[str, Any] | None:
     run = await _run(client, run_id)
     return run if run["status"] not in ("queued", "running") else None
