@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import literal, select, tuple_, update
+from sqlalchemy import ColumnElement, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -68,6 +68,15 @@ async def claim(
     return [Lease(row[0], row[1], row[2]) for row in rows]
 
 
+def _held_by(lease: Lease) -> tuple[ColumnElement[bool], ...]:
+    """The run is running under this lease (its expiry is checked where it matters)."""
+    return (
+        Run.id == lease.run_id,
+        Run.status == RunStatus.RUNNING.value,
+        Run.lease_epoch == lease.epoch,
+    )
+
+
 async def hold(
     session: AsyncSession,
     lease: Lease,
@@ -80,12 +89,7 @@ async def hold(
     the run row stays locked until commit and the sweeper cannot fail the run mid-write."""
     stmt = (
         update(Run)
-        .where(
-            Run.id == lease.run_id,
-            Run.status == RunStatus.RUNNING.value,
-            Run.lease_epoch == lease.epoch,
-            Run.lease_expires_at > now,
-        )
+        .where(*_held_by(lease), Run.lease_expires_at > now)
         .values(iterations=iterations, **({} if step_db_ms is None else {"step_db_ms": step_db_ms}))
         .returning(Run.id)
         .execution_options(synchronize_session=False)
@@ -181,11 +185,7 @@ async def requeue(session: AsyncSession, lease: Lease) -> bool:
     claim it again. A new epoch fences off this lease; False when it was no longer held."""
     stmt = (
         update(Run)
-        .where(
-            Run.id == lease.run_id,
-            Run.status == RunStatus.RUNNING.value,
-            Run.lease_epoch == lease.epoch,
-        )
+        .where(*_held_by(lease))
         .values(
             status=RunStatus.QUEUED.value,
             worker_id=None,
