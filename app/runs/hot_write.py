@@ -164,10 +164,14 @@ class PostgresHotWriter:
         async with self._opening:
             if self._pool is None:
                 args, kwargs = asyncpg_connect_args(self.db.engine)
-                # All connections up front: a run's write never waits for a new connection.
-                size = self.max_connections
+                # Two connections up front (more as runs need them, each prepared as it opens):
+                # idle processes must not eat into the server's max_connections.
                 self._pool = await asyncpg.create_pool(
-                    *args, min_size=size, max_size=size, init=_prepare, **kwargs
+                    *args,
+                    min_size=min(2, self.max_connections),
+                    max_size=self.max_connections,
+                    init=_prepare,
+                    **kwargs,
                 )
             return self._pool
 

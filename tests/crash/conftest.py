@@ -23,6 +23,9 @@ SHORT_LEASE = {
     "AGENT_SERVER_CONTROL_POLL_SECONDS": "0.1",
     "AGENT_SERVER_WORKER_POLL_SECONDS": "0.1",
     "AGENT_SERVER_STREAM_POLL_SECONDS": "0.1",
+    # Three processes share the test Postgres (max_connections 100): 3 x (10 + 10 pooled +
+    # up to 8 runner connections + 1 LISTEN) stays under it.
+    "AGENT_SERVER_DB_MAX_OVERFLOW": "10",
 }
 
 
