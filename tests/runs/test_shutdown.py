@@ -52,6 +52,16 @@ async def _wait_for(
         await asyncio.sleep(0.02)
 
 
+async def _read_back(
+    run_app: RunAppFactory, cid: str, run_id: str
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The run, the conversation and its events, read by a fresh app with no worker."""
+    async with run_app(run_worker_enabled=False) as client:
+        run = (await client.get(f"/api/runs/{run_id}")).json()
+        conversation = (await client.get(f"/api/conversations/{cid}")).json()
+        return run, conversation, await events_of(client, cid)
+
+
 async def _llm_requests(llm: FakeLLM, count: int, wait: float = 20) -> None:
     """Until the fake LLM has received `count` requests (it records each as it arrives)."""
     deadline = time.monotonic() + wait
@@ -115,10 +125,7 @@ async def test_the_step_in_flight_ends_and_the_run_is_queued_again(
         await _llm_requests(llm, 2)  # the stop comes during the second call, not before it
         begun = time.monotonic()
     took = time.monotonic() - begun
-    async with run_app(run_worker_enabled=False) as client:
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        events = await events_of(client, cid)
+    run, conversation, events = await _read_back(run_app, cid, run_id)
     assert took < 8, "the step took 0.8 s, not the whole grace"
     assert run["status"] == "queued" and run["stop_reason"] is None, run
     assert run["worker_id"] is None and run["lease_expires_at"] is None
@@ -166,10 +173,7 @@ async def test_an_llm_call_still_going_when_the_grace_ends_is_cut_off(
         await asyncio.sleep(0.3)
         begun = time.monotonic()
     took = time.monotonic() - begun
-    async with run_app(run_worker_enabled=False) as client:
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        events = await events_of(client, cid)
+    run, conversation, events = await _read_back(run_app, cid, run_id)
     assert took < 5, took
     assert run["status"] == "queued" and run["iterations"] == 1, run
     assert conversation["execution_status"] == "queued"
@@ -201,10 +205,7 @@ async def test_a_tool_call_cut_off_gets_an_error_and_the_run_is_paused(
         begun = time.monotonic()
     took = time.monotonic() - begun
     await asyncio.sleep(2.5)  # the tool has ended by now
-    async with run_app(run_worker_enabled=False) as client:
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        events = await events_of(client, cid)
+    run, conversation, events = await _read_back(run_app, cid, run_id)
     assert took < 5, took
     assert run["status"] == "cancelled" and run["stop_reason"] == "shutdown", run
     assert run["finished_at"] is not None and run["lease_expires_at"] is None
@@ -235,9 +236,7 @@ async def test_a_sync_agent_ends_at_its_step_boundary(run_app: RunAppFactory) ->
         await asyncio.sleep(0.3)  # step 2 is in its 1 s sleep, not yet to begin
         begun = time.monotonic()
     took = time.monotonic() - begun
-    async with run_app(run_worker_enabled=False) as client:
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        events = await events_of(client, cid)
+    run, _, events = await _read_back(run_app, cid, run_id)
     said = [e for e in events if e["kind"] == "MessageEvent" and e["source"] == "agent"]
     assert 0.2 < took < 5, "it waited for the step in flight, not for the whole run"
     assert run["status"] == "queued" and run["iterations"] == len(said) == 2, run
@@ -271,10 +270,7 @@ async def test_a_run_taken_over_meanwhile_gets_nothing_written(
                 .values(lease_epoch=Run.lease_epoch + 1, worker_id="someone-else")
             )
         before = await events_of(client, cid)
-    async with run_app(run_worker_enabled=False) as client:
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        after = await events_of(client, cid)
+    run, conversation, after = await _read_back(run_app, cid, run_id)
     assert run["status"] == "running" and run["worker_id"] == "someone-else", run
     assert conversation["execution_status"] == "running"
     assert after == before
