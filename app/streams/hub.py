@@ -40,7 +40,6 @@ class Subscription:
 
     def __init__(self, tail: "Tail", max_buffer: int) -> None:
         self.tail = tail
-        self.start_seq = tail.position  # live events start after this seq
         self.max_buffer = max_buffer
         self.overflowed = False
         self.closed = False

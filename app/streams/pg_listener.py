@@ -37,7 +37,6 @@ class PgListener:
     def __init__(self, db: Database, hub: "EventHub") -> None:
         self.db = db
         self.hub = hub
-        self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
 
@@ -74,7 +73,6 @@ class PgListener:
                 self._conn.add_termination_listener(_setter(lost))
                 await self._conn.add_listener(CHANNEL, self._on_notify)
                 attempt = 0
-                self.connected.set()
                 self.hub.notify_all()  # whatever was missed while away
                 while not lost.is_set():  # a quiet connection can die unnoticed: probe it
                     with contextlib.suppress(TimeoutError):
@@ -85,7 +83,6 @@ class PgListener:
                 raise
             except Exception as exc:
                 logger.warning("LISTEN connection lost or refused (%s); reconnecting", exc)
-            self.connected.clear()
             await self._close()
             await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
             attempt += 1
