@@ -3,7 +3,7 @@
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -40,8 +40,9 @@ def create_engine(
         engine = create_async_engine(url, **kwargs)
         _setup_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
-    kwargs["pool_pre_ping"] = True
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _setup_postgres(engine)
+    return engine
 
 
 def asyncpg_connect_args(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]]:
@@ -51,6 +52,26 @@ def asyncpg_connect_args(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]
     for sqlalchemy_only in ("prepared_statement_cache_size", "async_fallback"):
         kwargs.pop(sqlalchemy_only, None)
     return list(args), dict(kwargs)
+
+
+def _setup_postgres(engine: AsyncEngine) -> None:
+    """Skip pooled connections the server has closed, without a round trip.
+
+    After a database restart (or pg_terminate_backend) every pooled connection is dead, and
+    asyncpg has already seen its socket close. Checkout asks asyncpg (`is_closed()`, the check
+    asyncpg's own pool makes); a closed one is discarded and the pool hands out another or
+    connects anew. This replaces `pool_pre_ping`, which costs three round trips (BEGIN, `;`,
+    ROLLBACK) on every checkout: on a busy event loop each trip is another wait in the queue,
+    and it put the search p99 of scripts/bench_runs.py over its target. A connection that
+    dies between this check and its first statement still fails that one request, and
+    SQLAlchemy then invalidates the rest of the pool.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        driver = record.driver_connection
+        if driver is None or driver.is_closed():
+            raise exc.DisconnectionError("connection closed by the server")
 
 
 def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
