@@ -11,11 +11,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.agent.loader import load_agents
 from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
+from app.db.availability import unavailable_reason
 from app.db.migrations import head_revision
 from app.db.session import Database
 from app.errors import AppError, ErrorResponse, error_responses
@@ -45,6 +47,10 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "too_many_requests",
 }
+
+
+# What a 503 for a database that cannot serve now (see app/db/availability.py) suggests.
+RETRY_AFTER_SECONDS = 1
 
 
 class _ErrorJSON(JSONResponse):
@@ -78,6 +84,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise exc  # a real error: the 500 handler below
+        # A passing condition of the database, not a bug: the client may retry.
+        logger.warning("database unavailable: %s (%s: %s)", reason, type(exc).__name__, exc)
+        response = _error(503, "service_unavailable", reason)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
