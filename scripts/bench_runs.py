@@ -3,7 +3,7 @@
 Usage:
 
     python scripts/bench_runs.py [--database-url URL] [--concurrency 1,10,50] [--steps 3]
-        [--latency 0.2] [--max-concurrent-runs 10] [--keep]
+        [--latency 0.2] [--max-concurrent-runs 10] [--worker-process] [--keep]
 
 Default database: a SQLite file in a temporary directory. For Postgres pass e.g.
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench_runs (the database must exist; the server
@@ -23,6 +23,11 @@ its group commit; Postgres: clock_timestamp() - statement_timestamp() of each st
 and the runner's wall time waiting on the database (that work, plus queueing for the writer
 and for the event loop), against targets (p99 <= 50 ms at the largest C; database work p50
 <= 3 ms per step).
+
+--worker-process runs the runs in a second server process on the same database (its run
+worker), while the measured server has its worker off and only serves the API: the
+deployment that keeps run CPU out of the API process (a queued run then waits up to
+AGENT_SERVER_WORKER_POLL_SECONDS for the worker to see it).
 
 An untimed round at the largest C runs first (--no-warmup skips it), so the numbers are
 those of a server whose connection pools and prepared statements are warm, not its first
@@ -314,17 +319,20 @@ def main() -> int:
     parser.add_argument("--max-concurrent-runs", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0, help="per C, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the conversations")
+    parser.add_argument("--worker-process", action="store_true",
+                        help="run the runs in a second server process (its worker); the "
+                        "measured one has AGENT_SERVER_RUN_WORKER_ENABLED=false")  # fmt: skip
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed round at the largest C run first")  # fmt: skip
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    llm, server = None, None
+    llm, server, worker = None, None, None
     with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp_name:
         tmp = Path(tmp_name)
         args.temporary = args.database_url is None
         args.database_url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
-        log = tmp / "server.log"
+        log, worker_log = tmp / "server.log", tmp / "worker.log"
         levels: list[Level] = []
         try:
             try:
@@ -340,21 +348,31 @@ def main() -> int:
                 "AGENT_SERVER_WORKSPACE_ROOT": str(tmp / "workspaces"),
                 "AGENT_SERVER_SESSION_API_KEYS": None,  # the benchmark sends no key
             }
+            if args.worker_process:  # the runs in a second process; the measured one serves
+                worker_port = free_port()
+                with worker_log.open("wb") as out:
+                    worker = start_server(worker_port, env, stdout=out, stderr=subprocess.STDOUT)
+                wait_ready(f"http://127.0.0.1:{worker_port}", worker, timeout=60)
+                env["AGENT_SERVER_RUN_WORKER_ENABLED"] = "false"
             with log.open("wb") as out:
                 server = start_server(port, env, stdout=out, stderr=subprocess.STDOUT)
             wait_ready(base, server, timeout=60)
             print(f"database {args.database_url}; server {base} (pid {server.pid}); fake LLM "
                   f"{llm_url} (pid {llm.pid}, {args.latency * 1000:.0f} ms); "
                   f"max_concurrent_runs {args.max_concurrent_runs}; {args.steps} steps/run; "
-                  f"agents alternate {' / '.join(KINDS)}", flush=True)  # fmt: skip
+                  f"agents alternate {' / '.join(KINDS)}"
+                  + (f"; runs in a worker process (pid {worker.pid})" if worker else ""),
+                  flush=True)  # fmt: skip
             levels = asyncio.run(bench(base, llm_url, args))
         finally:
-            stop(server)
-            stop(llm)
-            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-            if lines:
-                print(f"\nserver log: {len(lines)} lines (level WARNING); the first 30:")
-                print("\n".join("  " + line[:300] for line in lines[:30]))
+            for proc in (server, worker, llm):
+                if proc is not None:
+                    stop(proc)
+            for name, path in (("server", log), ("worker", worker_log)):
+                lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+                if lines:
+                    print(f"\n{name} log: {len(lines)} lines (level WARNING); the first 30:")
+                    print("\n".join("  " + line[:300] for line in lines[:30]))
         if levels:
             report(levels, args.steps)
     ok = bool(levels) and all(

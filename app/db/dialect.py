@@ -13,9 +13,14 @@ def _insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Ins
     return sqlite.insert(table)
 
 
-def insert_ignore_conflict(session: AsyncSession, table: Any, index_elements: list[str]) -> Insert:
-    """INSERT ... ON CONFLICT (index_elements) DO NOTHING for the session's dialect."""
-    return _insert(session, table).on_conflict_do_nothing(index_elements=index_elements)
+def insert_ignore_conflict(
+    session: AsyncSession, table: Any, index_elements: list[str], index_where: Any = None
+) -> Insert:
+    """INSERT ... ON CONFLICT (index_elements) [WHERE index_where] DO NOTHING for the
+    session's dialect; `index_where` names a partial unique index by its predicate."""
+    return _insert(session, table).on_conflict_do_nothing(
+        index_elements=index_elements, index_where=index_where
+    )
 
 
 def upsert_add(session: AsyncSession, table: Any, key: list[str], column: str) -> Insert:

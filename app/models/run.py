@@ -21,6 +21,8 @@ from app.db.base import Base
 from app.db.types import JSONType, UTCDateTime
 
 ACTIVE_STATUSES = ("queued", "running")
+# The predicate of the partial unique index below: "one active run per conversation".
+ACTIVE_PREDICATE = "status IN ('queued', 'running')"
 
 
 class RunStatus(enum.StrEnum):
@@ -69,8 +71,8 @@ class Run(Base):
             "uq_runs_active_conversation",
             "conversation_id",
             unique=True,
-            postgresql_where=text("status IN ('queued', 'running')"),
-            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(ACTIVE_PREDICATE),
+            sqlite_where=text(ACTIVE_PREDICATE),
         ),
         Index("ix_runs_status_created_at_id", "status", "created_at", "id"),
         Index("ix_runs_conversation_id_created_at_id", "conversation_id", "created_at", "id"),

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.dialect import insert_ignore_conflict
 from app.db.types import UTCDateTime
 from app.models import ACTIVE_STATUSES, Conversation, Run, RunStatus
+from app.models.run import ACTIVE_PREDICATE
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,21 @@ async def expired(session: AsyncSession, now: datetime, limit: int = 50) -> Sequ
     if _is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return (await session.execute(stmt)).scalars().all()
+
+
+async def insert_unless_active(
+    session: AsyncSession, conversation_id: uuid.UUID, created_at: datetime
+) -> Run | None:
+    """Queue a run unless the conversation has an active one: the partial unique index is the
+    arbiter (ON CONFLICT DO NOTHING, so no error and no savepoint). The new run, or None."""
+    stmt = (
+        insert_ignore_conflict(
+            session, Run, ["conversation_id"], index_where=text(ACTIVE_PREDICATE)
+        )
+        .values(id=uuid.uuid4(), conversation_id=conversation_id, created_at=created_at)
+        .returning(Run)
+    )
+    return (await session.scalars(stmt)).first()
 
 
 async def active_for(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:

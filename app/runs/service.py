@@ -4,7 +4,6 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import BackgroundTasks, Request
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
@@ -34,27 +33,32 @@ def _active_conflict(run: Run | None, conversation_id: uuid.UUID) -> Conflict:
 
 async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
     """Queue a run. The partial unique index on runs is what forbids a second active run;
-    the status transition only keeps execution_status in step with it."""
-    if await session.get(Conversation, conversation_id) is None:
-        raise NotFound(f"conversation {conversation_id} not found")
-    active = await repository.active_for(session, conversation_id)
-    if active is not None:
-        raise _active_conflict(active, conversation_id)
-    run = Run(id=uuid.uuid4(), conversation_id=conversation_id, created_at=utcnow())
-    try:
-        async with session.begin_nested():
-            session.add(run)
-            await session.flush()
-    except IntegrityError:
-        raise _active_conflict(
-            await repository.active_for(session, conversation_id), conversation_id
-        ) from None
+    the status transition keeps execution_status in step with it.
+
+    The common case is two statements and the transition's event: the conditional UPDATE of
+    the status (which also takes the conversation's row lock, so two starts of one
+    conversation queue behind each other) and the INSERT of the run. Why a start was refused
+    is looked up only when it was.
+    """
     moved = await transition(
         session, conversation_id, ExecutionStatus.QUEUED, allowed_from=STARTABLE
     )
     if not moved:
-        raise Conflict(f"conversation {conversation_id} cannot start a run in its status")
+        raise await _refusal(session, conversation_id)
+    run = await repository.insert_unless_active(session, conversation_id, utcnow())
+    if run is None:  # the status said startable but the index holds an active run: it wins
+        active = await repository.active_for(session, conversation_id)
+        raise _active_conflict(active, conversation_id)
     return run
+
+
+async def _refusal(session: AsyncSession, conversation_id: uuid.UUID) -> NotFound | Conflict:
+    if await session.get(Conversation, conversation_id) is None:
+        return NotFound(f"conversation {conversation_id} not found")
+    active = await repository.active_for(session, conversation_id)
+    if active is not None:
+        return _active_conflict(active, conversation_id)
+    return Conflict(f"conversation {conversation_id} cannot start a run in its status")
 
 
 async def start_unless_active(session: AsyncSession, conversation_id: uuid.UUID) -> Run:

@@ -72,6 +72,27 @@ async def test_the_database_refuses_a_second_active_run(
         raise AssertionError("a second active run was accepted")
 
 
+async def test_the_index_wins_when_the_status_says_startable(
+    run_app: RunAppFactory, db: Database
+) -> None:
+    """An active run row exists while the conversation's status still says `idle` (written
+    behind the API's back): POST .../run is 409 naming that run, and its status change and
+    state event are rolled back with it. Checked once against a broken variant (the run
+    INSERT without ON CONFLICT DO NOTHING): the IntegrityError made it a 500."""
+    async with run_app(run_worker_enabled=False) as client:
+        cid = await _conversation(client, "AsyncTestAgent")
+        before = (await client.get(f"/api/conversations/{cid}")).json()
+        async with db.session(write=True) as session:
+            hidden = Run(conversation_id=uuid.UUID(cid), status="queued", created_at=utcnow())
+            session.add(hidden)
+        answer = await client.post(f"/api/conversations/{cid}/run")
+        after = (await client.get(f"/api/conversations/{cid}")).json()
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["details"]["run_id"] == str(hidden.id)
+    assert after["execution_status"] == "idle"
+    assert (after["version"], after["last_seq"]) == (before["version"], before["last_seq"])
+
+
 async def test_unknown_conversation_and_run_are_404(run_app: RunAppFactory) -> None:
     async with run_app(run_worker_enabled=False) as client:
         for path in ("run", "pause", "interrupt"):
