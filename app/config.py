@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=500)
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Postgres: write transactions holding a connection at once (the rest queue for a slot).
+    db_max_concurrent_writes: int = Field(default=4, ge=1, le=500)
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
 

@@ -15,9 +15,10 @@ For each C: C conversations, agent kinds LLMAgent (async) and SyncLLMAgent (sync
 alternately, each with a first message; C * (steps - 1) `think` replies are scripted, then
 the fake LLM's default `finish` ends each run (C * steps calls in all; the script is one
 global FIFO, so the calls per run are counted from each conversation's stats). All C runs
-start at once; until they end a client thread times GET /health and GET .../events/search
-in turn. Reported: runs/s (C / first POST .../run to the last finished_at), run outcomes,
-p50/p95/p99 of both endpoints, and per step (from `runs.step_db_ms`, not in the API) the
+start at once; until they end a sampler process of its own (so that the client polling the
+runs never delays it) times GET /health and GET .../events/search in turn. Reported:
+runs/s (C / first POST .../run to the last finished_at), run outcomes, p50/p95/p99 of both
+endpoints, and per step (from `runs.step_db_ms`, not in the API) the
 database work (SQLite: the writer thread's time on the step's statements plus a share of
 its group commit; Postgres: clock_timestamp() - statement_timestamp() of each statement)
 and the runner's wall time waiting on the database (that work, plus queueing for the writer
@@ -39,11 +40,12 @@ call here) saturates the event loop; the report's run/s and latencies show it.
 
 import argparse
 import asyncio
+import gc
 import math
+import multiprocessing
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -101,41 +103,73 @@ def parse_list(text: str) -> list[int]:
     return values
 
 
-class Sampler(threading.Thread):
-    """GET /health and GET .../events/search?limit=100 in turn on one connection, timed."""
+def _sample(base: str, search: str, limit_s: float, warm: Any, done: Any, out: Any) -> None:
+    """The sampler process: GET /health and GET .../events/search?limit=100 in turn on one
+    connection, timed, until `done`; sends (health ms, search ms, errors) down `out`."""
+    health_ms: list[float] = []
+    search_ms: list[float] = []
+    errors: list[str] = []
 
-    def __init__(self, base: str, conversation_id: str, level: Level, limit_s: float) -> None:
-        super().__init__(name="latency-sampler", daemon=True)
-        self.base, self.level, self.limit_s = base, level, limit_s
-        self.search = f"/api/conversations/{conversation_id}/events/search"
-        self.warm, self.done = threading.Event(), threading.Event()
-
-    def _get(self, client: httpx.Client, path: str, params: dict[str, Any]) -> float:
+    def get(client: httpx.Client, path: str, params: dict[str, Any]) -> float:
         started = time.perf_counter()
         try:
             response = client.get(path, params=params)
             if response.status_code != 200:
-                self.level.errors.append(f"GET {path}: {response.status_code} {response.text}")
+                errors.append(f"GET {path}: {response.status_code} {response.text}")
         except httpx.HTTPError as exc:
-            self.level.errors.append(f"GET {path}: {exc!r}")
+            errors.append(f"GET {path}: {exc!r}")
         return (time.perf_counter() - started) * 1000
 
-    def run(self) -> None:
-        targets: list[tuple[str, dict[str, Any], list[float]]] = [
-            ("/health", {}, self.level.health_ms),
-            (self.search, {"limit": 100}, self.level.search_ms),
-        ]
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            for path, params, _ in targets * 5:
-                self._get(client, path, params)
-            self.warm.set()
-            deadline = time.monotonic() + self.limit_s
-            turn = 0
-            while not self.done.is_set() and time.monotonic() < deadline:
-                path, params, samples = targets[turn % 2]
-                samples.append(self._get(client, path, params))
-                turn += 1
-                time.sleep(0.005)
+    targets = [("/health", {}, health_ms), (search, {"limit": 100}, search_ms)]
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for path, params, _ in targets * 5:
+            get(client, path, params)
+        gc.collect()
+        gc.freeze()  # what exists now is never scanned again: no long collections mid-run
+        warm.set()
+        deadline = time.monotonic() + limit_s
+        turn = 0
+        while not done.is_set() and time.monotonic() < deadline:
+            path, params, samples = targets[turn % 2]
+            samples.append(get(client, path, params))
+            turn += 1
+            time.sleep(0.005)
+    out.send((health_ms, search_ms, errors))
+
+
+class Sampler:
+    """The timed requests, from a process of their own: in this one they would share the
+    interpreter (its lock, its garbage collections) with the client that starts and polls the
+    runs, and measure this process's stalls as the server's latency."""
+
+    def __init__(self, base: str, conversation_id: str, level: Level, limit_s: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.level = level
+        self.warm, self.done = context.Event(), context.Event()
+        self._results, sender = context.Pipe(duplex=False)
+        search = f"/api/conversations/{conversation_id}/events/search"
+        self._process = context.Process(
+            target=_sample,
+            args=(base, search, limit_s, self.warm, self.done, sender),
+            name="latency-sampler",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._process.start()
+
+    def join(self, timeout: float) -> None:
+        """Collect the samples into the level, then wait for the process to end."""
+        if self._results.poll(timeout):
+            health_ms, search_ms, errors = self._results.recv()
+            self.level.health_ms += health_ms
+            self.level.search_ms += search_ms
+            self.level.errors += errors
+        else:
+            self.level.errors.append(f"the sampler sent nothing within {timeout:.0f} s")
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 async def run_level(

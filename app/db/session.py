@@ -26,7 +26,13 @@ APPENDED = "appended_events"
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, *, sqlite_busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        sqlite_busy_timeout_ms: int = 10_000,
+        max_concurrent_writes: int = 4,
+    ) -> None:
         self.engine = engine
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self.is_sqlite = engine.dialect.name == "sqlite"
@@ -43,6 +49,10 @@ class Database:
         )
         self._write_factory = async_sessionmaker(write_engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Postgres: at most this many write transactions of this process hold a pooled
+        # connection at once; the rest wait here, holding none, so a burst of writes never
+        # leaves a read waiting for a connection (SQLite's write lock does the same with 1).
+        self._write_slots = None if self.is_sqlite else asyncio.Semaphore(max_concurrent_writes)
         # Called after a write transaction commits with {conversation id: last seq} of the
         # events it appended (see events.service.append): the live streams' wake-up.
         self.commit_listeners: list[Callable[[Mapping[uuid.UUID, int]], None]] = []
@@ -58,6 +68,7 @@ class Database:
                 sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             ),
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            max_concurrent_writes=settings.db_max_concurrent_writes,
         )
 
     @classmethod
@@ -72,10 +83,10 @@ class Database:
     @contextlib.asynccontextmanager
     async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        lock = self._write_lock if write and self._write_lock is not None else None
+        gate = (self._write_lock or self._write_slots) if write else None
         async with contextlib.AsyncExitStack() as stack:
-            if lock is not None:
-                await stack.enter_async_context(lock)
+            if gate is not None:
+                await stack.enter_async_context(gate)
             factory = self._write_factory if write else self._read_factory
             session = await stack.enter_async_context(factory())
             async with session.begin():

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from app.db.engine import create_engine
 from app.db.session import Database
 
 
@@ -40,3 +41,37 @@ async def test_requests_after_the_server_closed_every_pooled_connection(
     statuses = [(await client.get(f"/api/conversations/{cid}")).status_code for _ in range(10)]
     statuses += [(await client.get(f"/api/conversations/{cid}/events/count")).status_code]
     assert statuses == [200] * 11
+
+
+async def test_queued_writers_never_leave_a_read_without_a_connection(db: Database) -> None:
+    """Two pooled connections, one write slot: a write transaction is open and five more
+    writers wait; a read still gets the second connection at once. Checked once against a
+    broken variant (no write slots on Postgres, Database._write_slots = None): a waiting
+    writer took the last connection and the read timed out."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    engine = await asyncio.to_thread(
+        create_engine, url, pool_size=2, max_overflow=0, pool_timeout=2
+    )
+    small = Database(engine, max_concurrent_writes=1)
+    release = asyncio.Event()
+
+    async def write() -> None:  # a write transaction that lasts until `release`
+        async with small.session(write=True) as session:
+            await session.execute(text("SELECT 1"))
+            await release.wait()
+
+    try:
+        holder = asyncio.create_task(write())
+        await asyncio.sleep(0.2)  # the holder has its slot and connection
+        waiting = [asyncio.create_task(write()) for _ in range(5)]
+        await asyncio.sleep(0.2)  # the five are queued
+        started = asyncio.get_running_loop().time()
+        async with small.session(write=False) as session:
+            assert await session.scalar(text("SELECT 1")) == 1
+        took = asyncio.get_running_loop().time() - started
+        release.set()
+        await asyncio.gather(holder, *waiting)
+    finally:
+        release.set()
+        await small.dispose()
+    assert took < 1.0, f"the read waited {took:.2f} s for a connection"
