@@ -49,10 +49,12 @@ class Database:
         )
         self._write_factory = async_sessionmaker(write_engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        # Postgres: at most this many write transactions of this process hold a pooled
-        # connection at once; the rest wait here, holding none, so a burst of writes never
-        # leaves a read waiting for a connection (SQLite's write lock does the same with 1).
-        self._write_slots = None if self.is_sqlite else asyncio.Semaphore(max_concurrent_writes)
+        # What a write transaction waits on before it takes a pooled connection. SQLite: the
+        # write lock. Postgres: one of max_concurrent_writes slots, so a burst of writes
+        # waits here holding no connection and never leaves a read without one.
+        self._write_gate: asyncio.Lock | asyncio.Semaphore = self._write_lock or asyncio.Semaphore(
+            max_concurrent_writes
+        )
         # Called after a write transaction commits with {conversation id: last seq} of the
         # events it appended (see events.service.append): the live streams' wake-up.
         self.commit_listeners: list[Callable[[Mapping[uuid.UUID, int]], None]] = []
@@ -83,10 +85,9 @@ class Database:
     @contextlib.asynccontextmanager
     async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        gate = (self._write_lock or self._write_slots) if write else None
         async with contextlib.AsyncExitStack() as stack:
-            if gate is not None:
-                await stack.enter_async_context(gate)
+            if write:
+                await stack.enter_async_context(self._write_gate)
             factory = self._write_factory if write else self._read_factory
             session = await stack.enter_async_context(factory())
             async with session.begin():

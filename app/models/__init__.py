@@ -2,10 +2,11 @@
 
 from app.models.conversation import Conversation, ExecutionStatus
 from app.models.event import Event, EventCount
-from app.models.run import ACTIVE_STATUSES, LLMCall, Run, RunStatus
+from app.models.run import ACTIVE_PREDICATE, ACTIVE_STATUSES, LLMCall, Run, RunStatus
 from app.models.skill import Skill, SkillRevision
 
 __all__ = [
+    "ACTIVE_PREDICATE",
     "ACTIVE_STATUSES",
     "Conversation",
     "Event",

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import insert_ignore_conflict
 from app.db.types import UTCDateTime
-from app.models import ACTIVE_STATUSES, Conversation, Run, RunStatus
-from app.models.run import ACTIVE_PREDICATE
+from app.models import ACTIVE_PREDICATE, ACTIVE_STATUSES, Conversation, Run, RunStatus
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
         raise await _refusal(session, conversation_id)
     run = await repository.insert_unless_active(session, conversation_id, utcnow())
     if run is None:  # the status said startable but the index holds an active run: it wins
-        active = await repository.active_for(session, conversation_id)
-        raise _active_conflict(active, conversation_id)
+        raise await _refusal(session, conversation_id)
     return run
 
 

@@ -46,8 +46,8 @@ async def test_requests_after_the_server_closed_every_pooled_connection(
 async def test_queued_writers_never_leave_a_read_without_a_connection(db: Database) -> None:
     """Two pooled connections, one write slot: a write transaction is open and five more
     writers wait; a read still gets the second connection at once. Checked once against a
-    broken variant (no write slots on Postgres, Database._write_slots = None): a waiting
-    writer took the last connection and the read timed out."""
+    broken variant (Postgres writers not gated: no semaphore in Database._write_gate): a
+    waiting writer took the last connection and the read timed out."""
     url = db.engine.url.render_as_string(hide_password=False)
     engine = await asyncio.to_thread(
         create_engine, url, pool_size=2, max_overflow=0, pool_timeout=2
