@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db.engine import SQLITE_BEGIN_OPTION, create_engine
+from app.db.engine import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, create_engine
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,13 @@ class Database:
         self.engine = engine
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         self.is_sqlite = engine.dialect.name == "sqlite"
-        # Postgres reads run in autocommit: no BEGIN and COMMIT round trips around a read. Each
-        # statement sees its own snapshot; no read here relies on one shared by several.
+        # Reads run without BEGIN and COMMIT (Postgres: autocommit; SQLite: no BEGIN, see
+        # engine._setup_sqlite): no round trips around a read. Each statement sees its own
+        # snapshot; no read here relies on one shared by several.
         read_engine = (
-            engine if self.is_sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+            engine.execution_options(**{SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN})
+            if self.is_sqlite
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._read_factory = async_sessionmaker(read_engine, expire_on_commit=False)
         write_engine = (

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fastapi import BackgroundTasks, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,9 @@ from app.events.schemas import InterruptEvent, PauseEvent
 from app.models import Conversation, ExecutionStatus, Run, RunStatus
 from app.pagination import decode_cursor, encode_cursor
 from app.runs import repository
+
+if TYPE_CHECKING:
+    from app.runs.worker import Worker
 
 STARTABLE = (
     ExecutionStatus.IDLE,
@@ -71,8 +75,14 @@ def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID
     Workers in other processes find the change at their next poll."""
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
-        background.add_task(worker.wake)
-        background.add_task(worker.nudge, run_id)
+        background.add_task(_wake, worker, run_id)
+
+
+async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
+    # async: Starlette runs a plain-function background task on a worker thread, and the
+    # worker's asyncio events must be set on the event loop's thread.
+    worker.wake()
+    worker.nudge(run_id)
 
 
 async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
