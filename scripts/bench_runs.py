@@ -265,7 +265,9 @@ async def read_step_db_ms(url: str, levels: list[tuple[Level, list[str]]]) -> No
 
 
 async def bench(base: str, llm_url: str, args: argparse.Namespace) -> list[Level]:
-    limits = httpx.Limits(max_connections=max(args.concurrency) + 20)
+    # Idle connections are dropped after 1 s, well before uvicorn closes them (5 s): reusing
+    # one the server is closing at that moment fails the request (httpx.ReadError).
+    limits = httpx.Limits(max_connections=max(args.concurrency) + 20, keepalive_expiry=1.0)
     done: list[tuple[Level, list[str]]] = []
     all_cids: list[str] = []
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
