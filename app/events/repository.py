@@ -4,13 +4,12 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
-    Select,
+    Row,
     String,
     Table,
     and_,
@@ -34,8 +33,6 @@ NOTIFY_CHANNEL = "agent_events"
 CONVERSATIONS = cast(Table, Conversation.__table__)
 EVENTS = cast(Table, Event.__table__)
 ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
-# One event as ROW_COLUMNS: kind, id, seq, timestamp, source, payload.
-EventRow = tuple[str, str, int, datetime, str, dict[str, Any]]
 _NO_UPPER_BOUND = 2**62
 
 
@@ -80,43 +77,6 @@ def filter_conditions(
     return conds
 
 
-async def fetch_rows(
-    session: AsyncSession, stmt: Select[Any], *, descending: bool = False
-) -> list[EventRow]:
-    """The rows of `stmt` (a select of ROW_COLUMNS), in seq order (descending if asked).
-
-    SQLite: the rows come back packed into one JSON array, a single row. The sqlite3 driver
-    lets go of the GIL around each row's step and must take it back for the next; while the
-    runs' threads keep the GIL busy, each take-back waits its turn (up to the 5 ms switch
-    interval), so a page of 100 rows waited 100 times and event search p99 under load was
-    dominated by it (scripts/bench_runs.py). One row is one wait. The array is parsed in one
-    orjson call; payloads go in as JSON (`json()`), timestamps as the stored text.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        return [cast(EventRow, tuple(row)) for row in await session.execute(stmt)]
-    page = stmt.subquery()
-    c = page.c
-    packed = select(
-        func.json_group_array(
-            func.json_array(c.kind, c.id, c.seq, c.timestamp, c.source, func.json(c.payload))
-        )
-    )
-    rows: list[EventRow] = [
-        (kind, event_id, seq, _sqlite_timestamp(stamp), source, payload)
-        for kind, event_id, seq, stamp, source, payload in orjson.loads(
-            await session.scalar(packed) or "[]"
-        )
-    ]
-    # An aggregate's input order is not a documented guarantee: sort (at most a page).
-    rows.sort(key=lambda row: row[2], reverse=descending)
-    return rows
-
-
-def _sqlite_timestamp(text: str) -> datetime:
-    # As UTCDateTime reads it: naive UTC text, made aware.
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 async def search(
     session: AsyncSession,
     conversation_id: uuid.UUID,
@@ -127,7 +87,7 @@ async def search(
     limit: int,
     fts: bool = False,
     until_seq: int | None = None,
-) -> list[EventRow]:
+) -> Sequence[Row[Any]]:
     """Matching rows in seq order after `after_seq`, and up to `until_seq` when given."""
     conds = filter_conditions(conversation_id, f, fts=fts)
     if after_seq is not None:
@@ -140,7 +100,7 @@ async def search(
         .order_by(Event.seq.desc() if descending else Event.seq)
         .limit(limit)
     )
-    return await fetch_rows(session, stmt, descending=descending)
+    return (await session.execute(stmt)).all()
 
 
 async def count(
@@ -153,11 +113,11 @@ async def count(
 
 async def get_by_ids(
     session: AsyncSession, conversation_id: uuid.UUID, event_ids: Sequence[str]
-) -> list[EventRow]:
+) -> Sequence[Row[Any]]:
     stmt = select(*ROW_COLUMNS).where(
         Event.conversation_id == conversation_id, Event.id.in_(list(event_ids))
     )
-    return await fetch_rows(session, stmt)
+    return (await session.execute(stmt)).all()
 
 
 async def conversation_exists(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
@@ -247,7 +207,7 @@ async def rows_after(
     kinds: Sequence[str] | None = None,
     source: str | None = None,
     limit: int | None = None,
-) -> list[EventRow]:
+) -> Sequence[Row[Any]]:
     """Events after a seq, in order (a seek on the primary key or the kind/source index)."""
     stmt = select(*ROW_COLUMNS).where(
         Event.conversation_id == conversation_id, Event.seq > after_seq
@@ -259,4 +219,4 @@ async def rows_after(
     stmt = stmt.order_by(Event.seq)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return await fetch_rows(session, stmt)
+    return (await session.execute(stmt)).all()

@@ -12,7 +12,7 @@ from app.clock import utcnow
 from app.db.session import APPENDED
 from app.errors import BadRequest, NotFound
 from app.events import repository, text_search
-from app.events.repository import EventFilter, EventRow
+from app.events.repository import EventFilter
 from app.events.schemas import EventBase
 from app.pagination import decode_cursor, encode_cursor
 
@@ -104,7 +104,7 @@ async def search(
         after_seq = cursor.get("seq")
         if not isinstance(after_seq, int) or not 0 <= after_seq <= MAX_SEQ:
             raise BadRequest("page_id is not a valid cursor")
-    rows: Sequence[EventRow]
+    rows: Sequence[Row[Any]]
     if text_search.uses_fts(_dialect(session), query.filter.body):
         rows = await _search_window_then_index(session, conversation_id, query, after_seq)
     else:
@@ -131,7 +131,7 @@ def _dialect(session: AsyncSession) -> str:
 
 async def _search_window_then_index(
     session: AsyncSession, conversation_id: uuid.UUID, query: EventQuery, after_seq: int | None
-) -> list[EventRow]:
+) -> list[Row[Any]]:
     """SQLite body search: the next SCAN_WINDOW seqs in order, then the trigram index.
 
     A common term fills the page inside the window; a rare one is found through the index

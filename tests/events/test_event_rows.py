@@ -1,6 +1,6 @@
-"""Events read back exactly as they were appended, by every read path (search both ways, the
-body filter, get, batch get, history): on SQLite the rows come packed in one JSON array
-(events.repository.fetch_rows), so payload text, numbers and timestamps must survive it."""
+"""Events read back exactly as they were appended, by every read path (search both ways and
+paged, the body filter, get, batch get, history): payload text, numbers, nulls and
+timestamps survive the round trip through either database's JSON column."""
 
 import uuid
 from typing import Any
@@ -26,9 +26,6 @@ TRICKY: dict[str, Any] = {
 async def test_every_read_path_returns_the_appended_event(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    """Checked once against a broken variant (SQLite's packed rows built with the payload as
-    a string instead of `json(payload)`): the payload came back as a JSON string and this
-    test failed."""
     cid = uuid.UUID(str((await create_conversation(client))["id"]))
     events = [
         ActionEvent(
