@@ -96,7 +96,8 @@ def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     open transaction do nothing in the sqlite3 driver, so they are not sent: a transaction is
     open only from a BEGIN this hook emitted until a COMMIT or ROLLBACK succeeds (the driver
     never begins by itself, see above). That saves a read its COMMIT and the pool's
-    ROLLBACK-on-return, and a write the latter: a search takes 4 hops instead of 9.
+    ROLLBACK-on-return, and a write the latter. With no BEGIN either, and sqlite_driver's one
+    trip per statement, an event search is 1 trip instead of 9.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
