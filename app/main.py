@@ -24,6 +24,7 @@ from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
 from app.runs.endpoints import router as runs_router
+from app.runs.repository import RUNS_CHANNEL
 from app.runs.worker import Worker
 from app.security import require_api_key
 from app.skills.endpoints import router as skills_router
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             worker = Worker(app.state.db, settings)
             app.state.worker = worker
             await worker.start()
+            await hub.listen(RUNS_CHANNEL, worker.on_notice)  # other processes' starts
         try:
             yield
         finally:

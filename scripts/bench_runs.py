@@ -27,15 +27,15 @@ and for the event loop), against targets (p99 <= 50 ms at the largest C; databas
 
 --worker-process runs the runs in a second server process on the same database (its run
 worker), while the measured server has its worker off and only serves the API: the
-deployment that keeps run CPU out of the API process (a queued run then waits up to
-AGENT_SERVER_WORKER_POLL_SECONDS for the worker to see it).
+deployment that keeps run CPU out of the API process (on SQLite a queued run then waits up
+to AGENT_SERVER_WORKER_POLL_SECONDS for the worker to see it; Postgres wakes it by NOTIFY).
 
 An untimed round at the largest C runs first (--no-warmup skips it), so the numbers are
 those of a server whose connection pools and prepared statements are warm, not its first
 seconds. --max-concurrent-runs defaults to the server's default (10): with C = 50, 40 runs
 queue. With
-50 the fake LLM's replies arrive in lockstep and the LLM client's CPU (litellm, about 8 ms per
-call here) saturates the event loop; the report's run/s and latencies show it.
+50 the fake LLM's replies arrive in lockstep and the LLM client's CPU (litellm, about 6.5 ms
+per call here) saturates the event loop; the report's run/s and latencies show it.
 """
 
 import argparse

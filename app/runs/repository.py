@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, String, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import insert_ignore_conflict
@@ -21,8 +21,21 @@ class Lease:
     epoch: int
 
 
+# Postgres NOTIFY channel: a run was queued, or a control flag of a running run was set;
+# payload = the run's id. Sent inside the writing statement, so delivered only on commit;
+# every process's worker wakes on it (see Worker.on_notice).
+RUNS_CHANNEL = "agent_runs"
+
+
 def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def _notify_workers(session: AsyncSession) -> tuple[Any, ...]:
+    """A RETURNING column that notifies the workers of every process (Postgres), or none."""
+    if not _is_postgres(session):
+        return ()
+    return (func.pg_notify(literal(RUNS_CHANNEL), func.cast(Run.id, String)),)
 
 
 async def any_queued(session: AsyncSession) -> bool:
@@ -221,7 +234,7 @@ async def insert_unless_active(
             session, Run, ["conversation_id"], index_where=text(ACTIVE_PREDICATE)
         )
         .values(id=uuid.uuid4(), conversation_id=conversation_id, created_at=created_at)
-        .returning(Run)
+        .returning(Run, *_notify_workers(session))
     )
     return (await session.scalars(stmt)).first()
 
@@ -240,7 +253,7 @@ async def set_flag(session: AsyncSession, run_id: uuid.UUID, flag: str) -> bool:
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
         .values({flag: True})
-        .returning(Run.id)
+        .returning(Run.id, *_notify_workers(session))
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(stmt)).first() is not None

@@ -135,6 +135,13 @@ class Worker:
         if run_id in self.runners:
             self._control_wake.set()
 
+    def on_notice(self, payload: str) -> None:
+        """A NOTIFY on runs.repository.RUNS_CHANNEL from any process: a run was queued or a
+        running run's flag set. Look now, instead of at the next poll."""
+        self.wake()
+        with contextlib.suppress(ValueError):
+            self.nudge(uuid.UUID(payload))
+
     async def _claim_loop(self) -> None:
         while not self._stopping:
             try:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -144,6 +144,11 @@ class EventHub:
         if not self.db.is_sqlite:
             self._listener = PgListener(self.db, self)
             await self._listener.start()
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Postgres: hand NOTIFY payloads of `channel` to `callback` (nothing on SQLite)."""
+        if self._listener is not None:
+            await self._listener.listen(channel, callback)
 
     async def stop(self) -> None:
         self._stopping = True

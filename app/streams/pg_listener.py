@@ -1,5 +1,8 @@
 """Postgres LISTEN on a dedicated connection, outside the pool, reconnecting on loss.
 
+One connection per process listens for the event channel (below) and for any other channel
+registered with `listen` (the run workers' wake-up, runs.repository.RUNS_CHANNEL).
+
 Writers call pg_notify('agent_events', '<conversation id>:<seq>') inside their transaction
 (in the seq reservation's RETURNING and in the runner's one-statement append), so a
 notification is delivered only once the events are committed. The payload names the
@@ -10,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -39,6 +43,15 @@ class PgListener:
         self.hub = hub
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
+        # channel -> what gets its payloads; listened to again after every reconnect.
+        self._channels: dict[str, Callable[[str], None]] = {CHANNEL: self._on_event_notice}
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Also hand `channel`'s payloads to `callback` (a plain function, on the loop)."""
+        self._channels[channel] = callback
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # lost meanwhile: the reconnect listens
+                await self._conn.add_listener(channel, self._on_notify)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pg-listener")
@@ -56,7 +69,15 @@ class PgListener:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        callback = self._channels.get(channel)
+        if callback is not None:
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("handling a notification on %s failed", channel)
+
+    def _on_event_notice(self, payload: str) -> None:
         conversation_id, _, seq = payload.partition(":")
         try:
             self.hub.notify(uuid.UUID(conversation_id), int(seq))
@@ -71,7 +92,8 @@ class PgListener:
                 args, kwargs = asyncpg_connect_args(self.db.engine)
                 self._conn = await asyncpg.connect(*args, **kwargs)
                 self._conn.add_termination_listener(_setter(lost))
-                await self._conn.add_listener(CHANNEL, self._on_notify)
+                for channel in list(self._channels):
+                    await self._conn.add_listener(channel, self._on_notify)
                 attempt = 0
                 self.hub.notify_all()  # whatever was missed while away
                 while not lost.is_set():  # a quiet connection can die unnoticed: probe it

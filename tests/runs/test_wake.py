@@ -1,14 +1,18 @@
-"""Starting a run wakes this process's worker on the event loop, not on a worker thread."""
+"""Starting a run wakes this process's worker on the event loop, not on a worker thread, and
+(Postgres) the workers of other processes through NOTIFY."""
 
+import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 import pytest
 
+from app.db.session import Database
 from app.runs.worker import Worker
-from tests.conftest import create_conversation
+from tests.conftest import create_conversation, make_app, serve_app
 from tests.runs.agents import agent_spec
 from tests.runs.conftest import RunAppFactory, wait_run
 
@@ -49,5 +53,38 @@ async def test_starting_a_run_wakes_the_worker_on_the_loop(
         )
         assert sent.status_code == 201, sent.text
         await wait_run(client, sent.headers["X-Run-Id"], {"completed"})
-    assert len(woken_on) == 2 and set(woken_on) == {loop_thread}
+    # twice from this process; on Postgres also from the NOTIFY each start sends
+    assert len(woken_on) >= 2 and set(woken_on) == {loop_thread}
     assert hops == []
+
+
+async def test_a_start_and_a_pause_reach_a_worker_in_another_process_at_once(
+    db: Database, tmp_path: Path
+) -> None:
+    """Postgres: the API of one process queues a run and later pauses it; the worker of
+    another (an app of its own on the same database, polling only every 30 s) claims the run
+    and pauses it within seconds, woken by NOTIFY. Checked once against each broken variant:
+    no pg_notify in runs.repository.insert_unless_active (the run was still queued after
+    5 s) and none in set_flag (the run was still running 5 s after the pause); this test
+    failed on both."""
+    if db.is_sqlite:
+        pytest.skip("Postgres NOTIFY: on SQLite other processes' workers poll")
+    slow_polls = {
+        "worker_poll_seconds": 30,
+        "control_poll_seconds": 30,
+        "workspace_root": tmp_path / "workspaces",
+    }
+    worker_app = make_app(db, run_worker_enabled=True, **slow_polls)
+    api_app = make_app(db, run_worker_enabled=False, **slow_polls)
+    async with serve_app(worker_app), serve_app(api_app) as api:
+        await asyncio.sleep(0.5)  # the worker's claim loop is in its 30 s wait now
+        spec = agent_spec("AsyncTestAgent", steps=200, sleep=0.05)
+        cid = (await create_conversation(api, agent=spec))["id"]
+        started = await api.post(f"/api/conversations/{cid}/run")
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        await wait_run(api, run_id, {"running"}, wait=5)
+        paused = await api.post(f"/api/conversations/{cid}/pause")
+        assert paused.status_code == 202, paused.text
+        run = await wait_run(api, run_id, {"completed", "cancelled", "failed"}, wait=5)
+        assert run["stop_reason"] == "paused", run
