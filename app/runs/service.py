@@ -72,7 +72,8 @@ async def start_unless_active(session: AsyncSession, conversation_id: uuid.UUID)
 
 def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID) -> None:
     """After the response (so after the commit), tell this process's worker to look now.
-    Workers in other processes find the change at their next poll."""
+    Workers in other processes hear the NOTIFY of the writing statement (Postgres) or find
+    the change at their next poll (SQLite)."""
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
         background.add_task(_wake, worker, run_id)
