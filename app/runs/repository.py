@@ -21,9 +21,10 @@ class Lease:
     epoch: int
 
 
-# Postgres NOTIFY channel: a run was queued, or a control flag of a running run was set;
-# payload = the run's id. Sent inside the writing statement, so delivered only on commit;
-# every process's worker wakes on it (see Worker.on_notice).
+# Postgres NOTIFY channel: a run was queued (started, or given back at shutdown), or a
+# control flag of a running run was set; payload = the run's id. Sent inside the writing
+# statement, so delivered only on commit; every process's worker wakes on it (see
+# Worker.on_notice).
 RUNS_CHANNEL = "agent_runs"
 
 
@@ -206,7 +207,7 @@ async def requeue(session: AsyncSession, lease: Lease) -> bool:
             lease_expires_at=None,
             lease_epoch=Run.lease_epoch + 1,
         )
-        .returning(Run.id)
+        .returning(Run.id, *_notify_workers(session))
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(stmt)).first() is not None

@@ -88,3 +88,36 @@ async def test_a_start_and_a_pause_reach_a_worker_in_another_process_at_once(
         assert paused.status_code == 202, paused.text
         run = await wait_run(api, run_id, {"completed", "cancelled", "failed"}, wait=5)
         assert run["stop_reason"] == "paused", run
+
+
+async def test_a_run_given_back_at_shutdown_reaches_another_worker_at_once(
+    db: Database, tmp_path: Path
+) -> None:
+    """Postgres: worker A holds a run and shuts down (its lifespan ends, as on SIGTERM),
+    giving the run back; worker B, started while A held it and polling only every 30 s,
+    claims it within seconds, woken by the NOTIFY of the give-back. Checked once against the
+    broken variant (no pg_notify in runs.repository.requeue): the run was still queued after
+    5 s and this test failed."""
+    if db.is_sqlite:
+        pytest.skip("Postgres NOTIFY: on SQLite other processes' workers poll")
+    settings = {"workspace_root": tmp_path / "workspaces", "shutdown_grace_seconds": 5}
+    spec = agent_spec("AsyncTestAgent", steps=40, sleep=0.05)
+    holder = serve_app(make_app(db, run_worker_enabled=True, worker_poll_seconds=0.05, **settings))
+    api = await holder.__aenter__()
+    try:
+        cid = (await create_conversation(api, agent=spec))["id"]
+        run_id = (await api.post(f"/api/conversations/{cid}/run")).json()["id"]
+        await wait_run(api, run_id, {"running"}, wait=5)
+        slow = make_app(
+            db, run_worker_enabled=True, worker_poll_seconds=30, control_poll_seconds=30, **settings
+        )
+        async with serve_app(slow) as other:
+            await asyncio.sleep(0.5)  # B's first claim found nothing; it waits 30 s now
+            await holder.__aexit__(None, None, None)  # A shuts down and gives the run back
+            holder = None
+            run = await wait_run(other, run_id, {"running", "completed"}, wait=5)
+            assert run["worker_id"] is not None, run
+            await wait_run(other, run_id, {"completed"}, wait=20)
+    finally:
+        if holder is not None:
+            await holder.__aexit__(None, None, None)
