@@ -82,8 +82,7 @@ def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID
 async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
     # async: Starlette runs a plain-function background task on a worker thread, and the
     # worker's asyncio events must be set on the event loop's thread.
-    worker.wake()
-    worker.nudge(run_id)
+    worker.look(run_id)
 
 
 async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run:

@@ -135,12 +135,19 @@ class Worker:
         if run_id in self.runners:
             self._control_wake.set()
 
-    def on_notice(self, payload: str) -> None:
-        """A NOTIFY on runs.repository.RUNS_CHANNEL from any process: a run was queued or a
-        running run's flag set. Look now, instead of at the next poll."""
+    def look(self, run_id: uuid.UUID | None) -> None:
+        """A run was queued or a running run's flag set: look now, not at the next poll."""
         self.wake()
-        with contextlib.suppress(ValueError):
-            self.nudge(uuid.UUID(payload))
+        if run_id is not None:
+            self.nudge(run_id)
+
+    def on_notice(self, payload: str) -> None:
+        """A NOTIFY on runs.repository.RUNS_CHANNEL from any process (payload: a run id)."""
+        try:
+            run_id: uuid.UUID | None = uuid.UUID(payload)
+        except ValueError:
+            run_id = None
+        self.look(run_id)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
