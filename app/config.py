@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     db_max_concurrent_writes: int = Field(default=4, ge=1, le=500)
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
+    # Request bodies larger than this are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+    # Fernet keys (comma-separated, newest first) that encrypt stored credentials; the first
+    # encrypts, all decrypt. Unset: credentials are stored unencrypted (a warning at start).
+    secret_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     # Runs
     max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
@@ -49,11 +54,14 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
+    # Comma-separated base URLs a conversation may point its LLM at; empty: any URL (the
+    # server's own key is never sent to a URL a conversation chose, either way).
+    llm_allowed_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     llm_max_retries: int = Field(default=3, ge=0, le=20)
     llm_retry_base_seconds: float = Field(default=0.5, ge=0)
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
 
-    @field_validator("session_api_keys", mode="before")
+    @field_validator("session_api_keys", "secret_key", "llm_allowed_base_urls", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

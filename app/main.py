@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -32,6 +33,9 @@ from app.streams.endpoints import router as streams_router
 from app.streams.endpoints import sockets_router
 from app.streams.hub import EventHub
 from app.system.endpoints import router as system_router
+from app.vault.redact import REDACTOR, install_log_redaction
+from app.vault.service import Vault
+from app.vault.specs import LLM_CREDENTIALS
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,17 @@ def _error(status: int, code: str, message: str, details: object = None) -> JSON
     return _ErrorJSON(body.model_dump(mode="json"), status_code=status)
 
 
+def _without_input(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error as shown: the offending input is echoed only when it is a plain
+    value outside any credential field (never a whole object, which may hold a key, and
+    never a hostile multi-megabyte body)."""
+    value = error.get("input")
+    secret = any(str(part) in LLM_CREDENTIALS for part in error.get("loc", ()))
+    if secret or isinstance(value, dict | list) or (isinstance(value, str) and len(value) > 256):
+        return {k: v for k, v in error.items() if k != "input"}
+    return error
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -75,7 +90,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        errors = [_without_input(error) for error in exc.errors()]
+        details = jsonable_encoder(errors, custom_encoder={Exception: str})
         return _error(422, "validation_error", "request validation failed", details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -105,6 +121,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal server error")
 
 
+def _server_secrets(settings: Settings) -> list[str]:
+    keys = [*settings.session_api_keys, *settings.secret_key]
+    if settings.llm_api_key is not None:
+        keys.append(settings.llm_api_key)
+    return [key.get_secret_value() for key in keys]
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -112,6 +135,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Reading the migration scripts is file IO: keep it off the event loop.
         app.state.head_revision = await asyncio.to_thread(head_revision)
+        if not app.state.vault.cipher.encrypts:
+            logger.warning(
+                "AGENT_SERVER_SECRET_KEY is not set: conversation credentials (LLM API keys)"
+                " are stored unencrypted; `agent-server secrets generate-key` makes a key"
+            )
         owns_db = database is None
         if owns_db:
             # Engine creation resolves file paths for SQLite: also off the loop.
@@ -155,6 +183,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.vault = Vault.from_settings(settings)  # a malformed SECRET_KEY stops the start
+    install_log_redaction()
+    # aiosqlite's DEBUG lines repeat every statement with its parameters (user data).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
+    REDACTOR.add(_server_secrets(settings))
     if database is not None:
         app.state.db = database
 

@@ -6,9 +6,13 @@ replies (pushed over HTTP), then with a default reply: a call of the `finish` to
     python -m tests.fakellm [--port 0] [--latency 0.2]   # prints "PORT <n>" when listening
 
 Control endpoints: POST /_script {"replies": [...], "latency": s}, POST /_reset,
-GET /_requests (the chat requests received). A reply is {"text": ...}, or
+GET /_requests (the chat requests received), GET /_headers (their paths and headers: chat
+is served under any prefix, `/<anything>/chat/completions`, so a test can tell endpoints
+apart). A reply is {"text": ...}, or
 {"tool_calls": [{"name": ..., "arguments": {...}}, ...], "text": optional thought}, or
-{"error": status, "message": ...}; any reply may carry its own "latency".
+{"error": status, "message": ..., "echo_auth": bool} (echo_auth: the message repeats the
+request's Authorization header, as a careless or hostile endpoint might); any reply may carry
+its own "latency".
 """
 
 import argparse
@@ -27,6 +31,7 @@ from fastapi.responses import JSONResponse
 app = FastAPI()
 _script: deque[dict[str, Any]] = deque()
 _requests: list[dict[str, Any]] = []
+_headers: list[dict[str, Any]] = []
 _state: dict[str, float] = {"latency": 0.0}
 _ids = itertools.count(1)
 
@@ -61,16 +66,20 @@ def completion(reply: dict[str, Any], model: str) -> dict[str, Any]:
 DEFAULT_REPLY = {"tool_calls": [{"name": "finish", "arguments": {"message": "done"}}]}
 
 
-@app.post("/v1/chat/completions")
 @app.post("/chat/completions")
+@app.post("/{prefix:path}/chat/completions")
 async def chat(request: Request) -> JSONResponse:
     body = await request.json()
     _requests.append(body)
+    _headers.append({"path": request.url.path, "headers": dict(request.headers)})
     reply = _script.popleft() if _script else DEFAULT_REPLY
     await asyncio.sleep(float(reply.get("latency", _state["latency"])))
     if "error" in reply:
         status = int(reply["error"])
-        error = {"message": reply.get("message", "fake error"), "type": "fake", "code": status}
+        message = reply.get("message", "fake error")
+        if reply.get("echo_auth"):
+            message += f" (you sent {request.headers.get('authorization')})"
+        error = {"message": message, "type": "fake", "code": status}
         return JSONResponse({"error": error}, status_code=status)
     return JSONResponse(completion(reply, str(body.get("model", "fake"))))
 
@@ -88,6 +97,7 @@ async def script(request: Request) -> dict[str, int]:
 async def reset() -> dict[str, bool]:
     _script.clear()
     _requests.clear()
+    _headers.clear()
     _state["latency"] = 0.0
     return {"ok": True}
 
@@ -95,6 +105,11 @@ async def reset() -> dict[str, bool]:
 @app.get("/_requests")
 async def requests() -> list[dict[str, Any]]:
     return _requests
+
+
+@app.get("/_headers")
+async def headers() -> list[dict[str, Any]]:
+    return _headers
 
 
 def main() -> None:

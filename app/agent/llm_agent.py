@@ -20,8 +20,14 @@ from app.events.schemas import (
     SystemPromptEvent,
     TextContent,
 )
+from app.vault.policy import EndpointPolicy
+from app.vault.redact import MASK, REDACTOR
+from app.vault.specs import LLM_CREDENTIALS, PUBLIC_LLM_FIELDS
 
 logger = logging.getLogger(__name__)
+
+# agent.llm fields passed to litellm as they are (model, endpoint and key are chosen above).
+FORWARDED = (PUBLIC_LLM_FIELDS | LLM_CREDENTIALS) - {"model", "base_url", "api_key", "timeout"}
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful agent. Use the tools to do the task; call `finish` when it is done."
@@ -107,22 +113,29 @@ class LLMAgent(AgentBase):
             event_to_messages(event, ctx.messages)
 
     def _llm_kwargs(self) -> dict[str, Any]:
-        llm = dict(self.spec.get("llm") or {})
-        model = llm.pop("model", None) or self.settings.llm_model
+        """litellm's arguments: the allowlisted model parameters and credentials of
+        agent.llm, and the endpoint chosen by the rule of app/vault/policy.py (the server's
+        key goes only to the server's URL)."""
+        llm = {k: v for k, v in (self.spec.get("llm") or {}).items() if v is not None and v != MASK}
+        model = llm.get("model") or self.settings.llm_model
         if not model:
             raise ValueError("no LLM model: set agent.llm.model or AGENT_SERVER_LLM_MODEL")
-        base_url = llm.pop("base_url", None) or self.settings.llm_base_url
-        api_key = llm.pop("api_key", None) or (
-            self.settings.llm_api_key.get_secret_value() if self.settings.llm_api_key else None
-        )
+        policy = EndpointPolicy.from_settings(self.settings)
+        policy.check(llm)  # also for conversations stored before the rule existed
+        api_key = llm.get("api_key")
+        base_url = llm.get("base_url")
+        if policy.is_server_endpoint(base_url):
+            base_url = self.settings.llm_base_url
+            if api_key is None and self.settings.llm_api_key is not None:
+                api_key = self.settings.llm_api_key.get_secret_value()
         # max_retries=0: the client's own silent retries are off; _complete retries transient
         # errors itself, with backoff, and records every attempt in llm_calls.
         kwargs: dict[str, Any] = {
             "model": model,
-            "timeout": self.settings.llm_timeout_seconds,
+            "timeout": llm.get("timeout") or self.settings.llm_timeout_seconds,
             "max_retries": 0,
         }
-        kwargs.update(llm)
+        kwargs.update((k, v) for k, v in llm.items() if k in FORWARDED)
         if base_url:
             kwargs["api_base"] = base_url
         if api_key:
@@ -351,5 +364,5 @@ def _failed_call(model: str, started: float, exc: BaseException) -> LLMCallRecor
         completion_tokens=None,
         cost_usd=None,
         latency_ms=(time.perf_counter() - started) * 1000,
-        error=f"{type(exc).__name__}: {exc}"[:2000],
+        error=REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:2000],
     )

@@ -17,6 +17,7 @@ from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import error_responses
 from app.http import parse_if_match
 from app.models import ExecutionStatus
+from app.vault.endpoints import VaultDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -32,10 +33,10 @@ MAX_BATCH = 100
     ),
 )
 async def create_conversation(
-    body: ConversationCreate, session: WriteSessionDep, response: Response
+    body: ConversationCreate, session: WriteSessionDep, vault: VaultDep, response: Response
 ) -> ConversationRead:
     """Create a conversation, or return the stored one when its id exists."""
-    conversation, created = await service.create(session, body)
+    conversation, created = await service.create(session, body, vault)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["ETag"] = service.etag(conversation.version)
     return ConversationRead.model_validate(conversation)

@@ -3,7 +3,7 @@
 import enum
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,23 +21,81 @@ from app.events.schemas import UserMessageCreate
 from app.models.conversation import ExecutionStatus
 from app.skills.schemas import SkillName
 from app.validators import reject_unstorable
+from app.vault import specs
+from app.vault.specs import LLM_CREDENTIALS
 
-SECRET_MASK = "**********"
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=50)]
 Title = Annotated[str, StringConstraints(max_length=512)]
 
 
-class LLMConfig(BaseModel):
-    """LLM settings; extra fields (temperature, ...) are passed through to the client."""
+Secret = Annotated[SecretStr, StringConstraints(min_length=1, max_length=4096)]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
 
-    model_config = ConfigDict(extra="allow")
+
+class LLMConfig(BaseModel):
+    """The conversation's LLM: a litellm model, where to reach it, and model parameters.
+
+    Only the fields below are accepted (any other is 422). Credentials (`api_key`,
+    `extra_headers` values, the AWS keys) are write-only: stored encrypted, shown masked.
+    The server's own AGENT_SERVER_LLM_BASE_URL and AGENT_SERVER_LLM_API_KEY go together: a
+    conversation that sets its own `base_url` must bring its own `api_key`, and the server's
+    key is never sent to a URL a conversation chose."""
+
+    model_config = ConfigDict(extra="forbid")
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None, description="litellm model name; default AGENT_SERVER_LLM_MODEL"
     )
-    base_url: str | None = None
-    api_key: SecretStr | None = None
+    base_url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None,
+        description="An http(s) endpoint; needs `api_key` unless it is the server's own"
+        " (AGENT_SERVER_LLM_ALLOWED_BASE_URLS may restrict it)",
+    )
+    api_key: Secret | None = None
+    api_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    extra_headers: Annotated[dict[HeaderName, Secret], Field(max_length=16)] | None = Field(
+        default=None, description="HTTP headers for the provider; every value is a secret"
+    )
+    aws_access_key_id: Secret | None = None
+    aws_secret_access_key: Secret | None = None
+    aws_session_token: Secret | None = None
+    aws_region_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
+    stop: (
+        Annotated[str, StringConstraints(max_length=256)]
+        | Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=8)]
+        | None
+    ) = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    timeout: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        default=None, description="Seconds per LLM call; default AGENT_SERVER_LLM_TIMEOUT_SECONDS"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL")
+        return url
+
+    def to_storage(self) -> dict[str, Any]:
+        """Every field that is set, credentials in plain text (for vault.specs.conceal)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name in LLM_CREDENTIALS:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                data[name] = value.get_secret_value()
+            elif isinstance(value, dict):
+                data[name] = {k: v.get_secret_value() for k, v in value.items()}
+        return data
 
 
 class AgentSpec(BaseModel):
@@ -70,9 +128,9 @@ class AgentSpec(BaseModel):
         return tools
 
     def to_storage(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        if self.llm.api_key is not None:
-            data["llm"]["api_key"] = self.llm.api_key.get_secret_value()
+        """The spec with its credentials in plain text (vault.specs.conceal splits them)."""
+        data = self.model_dump(mode="json", exclude={"llm"})
+        data["llm"] = self.llm.to_storage()
         return data
 
 
@@ -119,10 +177,7 @@ class ConversationRead(BaseModel):
     @field_validator("agent")
     @classmethod
     def _mask_secrets(cls, agent: dict[str, Any]) -> dict[str, Any]:
-        llm = agent.get("llm")
-        if isinstance(llm, dict) and llm.get("api_key"):
-            agent = {**agent, "llm": {**llm, "api_key": SECRET_MASK}}
-        return agent
+        return specs.mask(agent)  # stored specs hold masks already; this keeps it so
 
 
 class ConversationSortOrder(enum.StrEnum):

@@ -19,6 +19,8 @@ from app.events.schemas import Message, MessageEvent
 from app.models import Conversation, ExecutionStatus
 from app.pagination import decode_cursor, encode_cursor
 from app.skills import service as skills_service
+from app.vault.redact import REDACTOR
+from app.vault.service import Vault
 
 
 def etag(version: int) -> str:
@@ -29,28 +31,34 @@ def _not_found(conversation_id: uuid.UUID) -> NotFound:
     return NotFound(f"conversation {conversation_id} not found")
 
 
-async def create(session: AsyncSession, data: ConversationCreate) -> tuple[Conversation, bool]:
-    """Create a conversation; an existing id returns the stored one (created=False)."""
+async def create(
+    session: AsyncSession, data: ConversationCreate, vault: Vault
+) -> tuple[Conversation, bool]:
+    """Create a conversation; an existing id returns the stored one (created=False). Its
+    credentials are sealed by the vault; a refused LLM endpoint is 422."""
+    agent, secrets, secret_values = vault.store(data.agent.to_storage())
     if data.agent.skills:
         await skills_service.check_known(session, data.agent.skills, field="agent.skills")
     conversation_id = data.id or uuid.uuid4()
     now = utcnow()
-    inserted = await repository.insert_if_absent(
-        session,
-        {
-            "id": conversation_id,
-            "title": data.title,
-            "tags": data.tags,
-            "agent": data.agent.to_storage(),
-            "execution_status": ExecutionStatus.IDLE.value,
-            "max_iterations": data.max_iterations,
-            "stats": {},
-            "last_seq": 0,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    with REDACTOR.hiding(secret_values):  # a driver's DEBUG line repeats the INSERT's values
+        inserted = await repository.insert_if_absent(
+            session,
+            {
+                "id": conversation_id,
+                "title": data.title,
+                "tags": data.tags,
+                "agent": agent,
+                "secrets": secrets,
+                "execution_status": ExecutionStatus.IDLE.value,
+                "max_iterations": data.max_iterations,
+                "stats": {},
+                "last_seq": 0,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
     if inserted and data.initial_message is not None:
         message = MessageEvent(
             source="user",

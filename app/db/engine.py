@@ -41,6 +41,9 @@ def create_engine(
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout,
+        # Statement parameters hold user data and, before encryption, credentials: they stay
+        # out of SQLAlchemy's log lines and error messages.
+        "hide_parameters": True,
     }
     if is_sqlite_url(url):
         kwargs["connect_args"] = {"timeout": sqlite_busy_timeout_ms / 1000}

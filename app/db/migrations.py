@@ -1,6 +1,7 @@
 """Alembic driven from code: the CLI, the readiness probe and the tests use these."""
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, secret_keys: Sequence[str] | None = None) -> Config:
+    """`secret_keys`: what data migrations seal credentials with (default: the settings')."""
     ini = PROJECT_ROOT / "alembic.ini"
     cfg = Config(str(ini)) if ini.exists() else Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -23,6 +25,8 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logging"] = False
+    if secret_keys is not None:
+        cfg.attributes["secret_keys"] = list(secret_keys)
     return cfg
 
 
@@ -38,12 +42,14 @@ def known_revisions() -> set[str]:
     return {rev.revision for rev in script.walk_revisions()}
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(
+    database_url: str, revision: str = "head", secret_keys: Sequence[str] | None = None
+) -> None:
+    command.upgrade(alembic_config(database_url, secret_keys), revision)
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+def downgrade(database_url: str, revision: str, secret_keys: Sequence[str] | None = None) -> None:
+    command.downgrade(alembic_config(database_url, secret_keys), revision)
 
 
 def check(database_url: str) -> None:

@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
@@ -26,7 +26,10 @@ class Conversation(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     title: Mapped[str | None] = mapped_column(String(512))
     tags: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # The agent spec with every credential masked; the credentials are sealed in `secrets`.
     agent: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # `fernet:<token>` (or `plain:<json>` without AGENT_SERVER_SECRET_KEY): see app/vault.
+    secrets: Mapped[str | None] = mapped_column(Text, deferred=True)
     execution_status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.IDLE.value)
     max_iterations: Mapped[int] = mapped_column(Integer)
     stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, StepOutcome
 from app.clock import utcnow
@@ -43,6 +44,8 @@ from app.runs.stops import (
     unanswered,
 )
 from app.skills import service as skills_service
+from app.vault.redact import REDACTOR
+from app.vault.service import Vault
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,8 +101,11 @@ class Runner:
         resolve_agent: Callable[[dict[str, Any]], type[AgentBase]],
         pools: Pools,
         hot: hot_write.HotWriter,
+        vault: Vault,
     ) -> None:
         self.db = db
+        self.vault = vault
+        self._hidden: list[str] = []  # this run's credentials, redacted from logs meanwhile
         self.hot = hot
         self.settings = settings
         self.lease = lease
@@ -265,6 +271,8 @@ class Runner:
             # Could not record the end (the database is unreachable, say): the lease runs
             # out and the sweeper of some process fails the run as worker_lost.
             logger.exception("run %s: could not record its end", self.lease.run_id)
+        finally:
+            REDACTOR.discard(self._hidden)
 
     async def _guarded(self, body: Callable[[], Awaitable[Stop]]) -> Stop:
         try:
@@ -281,7 +289,9 @@ class Runner:
         conversation, history = await self._load()
         self._stats = usage.start(conversation.stats)
         agent_cls = self.resolve_agent(conversation.agent)
-        self._agent = agent_cls(conversation.agent, self.settings)
+        spec, secret_values = self.vault.unseal(conversation.agent, conversation.secrets)
+        self._hidden += REDACTOR.add(secret_values)
+        self._agent = agent_cls(spec, self.settings)
         self._ctx = self._context(conversation)
         prompt = await skills_service.system_prompt_for_run(self.db, self._agent, history)
         if prompt is not None:
@@ -328,7 +338,9 @@ class Runner:
 
     async def _load(self) -> tuple[Conversation, list[dict[str, Any]]]:
         async with self.db.session(write=False) as session:
-            conversation = await session.get(Conversation, self.lease.conversation_id)
+            conversation = await session.get(
+                Conversation, self.lease.conversation_id, options=[undefer(Conversation.secrets)]
+            )
             run = await session.get(Run, self.lease.run_id)
             if conversation is None or run is None:
                 raise LeaseLost("conversation deleted")

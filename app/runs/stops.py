@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from app.models import ExecutionStatus, RunStatus
+from app.vault.redact import REDACTOR
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ CUT_OFF = Stop(RunStatus.CANCELLED, "shutdown", ExecutionStatus.PAUSED)
 
 
 def failed(error: str) -> Stop:
-    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, error)
+    """A failed run; `error` is recorded with every known credential masked."""
+    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, REDACTOR.redact(error))
 
 
 def unanswered(tool: str, stop: Stop) -> str:

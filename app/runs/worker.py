@@ -33,6 +33,7 @@ from app.runs.hot_write import hot_writer
 from app.runs.repository import Lease
 from app.runs.runner import Pools, Runner
 from app.runs.sweeper import sweep_once
+from app.vault.service import Vault
 
 logger = logging.getLogger(__name__)
 # Bounded waits at shutdown besides the grace: the cut-off runs get CUT_SECONDS to give their
@@ -54,6 +55,7 @@ class Worker:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.vault = Vault.from_settings(settings)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pools = Pools(
             run_pool=ThreadPoolExecutor(
@@ -230,6 +232,7 @@ class Worker:
             resolve_agent=resolve_agent,
             pools=self.pools,
             hot=self.hot,
+            vault=self.vault,
         )
         self.runners[lease.run_id] = runner
         if self._stopping:  # claimed as the shutdown began

@@ -52,7 +52,6 @@ async def test_api_key_is_stored_but_never_returned(client: httpx.AsyncClient) -
     assert "sk-very-secret" not in created.text
     assert created.json()["agent"]["llm"] == {
         "model": "m",
-        "base_url": None,
         "api_key": "**********",
         "temperature": 0.2,
     }

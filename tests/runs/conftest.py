@@ -35,6 +35,12 @@ class FakeLLM:
         async with httpx.AsyncClient() as client:
             (await client.post(f"{self.base_url}/_script", json=body)).raise_for_status()
 
+    async def headers(self) -> list[dict[str, Any]]:
+        """Per chat request received: its path and its headers (names lower-case)."""
+        async with httpx.AsyncClient() as client:
+            result: list[dict[str, Any]] = (await client.get(f"{self.base_url}/_headers")).json()
+            return result
+
     async def requests(self) -> list[dict[str, Any]]:
         async with httpx.AsyncClient() as client:
             response = await client.get(f"{self.base_url}/_requests")

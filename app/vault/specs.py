@@ -1,0 +1,73 @@
+"""Which parts of an agent spec are credentials, and moving them in and out of it.
+
+An agent spec is stored with every credential replaced by the mask (`agent`), and the
+credentials sealed apart (`secrets`, see cipher.py). Only the process running the agent
+merges them back (`reveal`). In `agent.llm`, every field that is not a known public model
+parameter counts as a credential: `api_key`, `extra_headers`, the AWS keys, and any field
+stored by an older version that is not on the list today.
+"""
+
+from typing import Any
+
+from app.vault.redact import MASK
+
+# The agent.llm fields that are not credentials: stored and shown as given.
+PUBLIC_LLM_FIELDS = frozenset(
+    {
+        "model",
+        "base_url",
+        "api_version",
+        "aws_region_name",
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "reasoning_effort",
+        "timeout",
+    }
+)
+# The credentials of agent.llm that are passed to the LLM client.
+LLM_CREDENTIALS = frozenset(
+    {"api_key", "extra_headers", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
+)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: MASK for key in value}
+    return MASK
+
+
+def conceal(agent: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a spec holding credentials into the spec to store (credentials masked) and the
+    credentials to seal ({} when there are none)."""
+    llm = agent.get("llm")
+    if not isinstance(llm, dict):
+        return agent, {}
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for key, value in llm.items():
+        if key in PUBLIC_LLM_FIELDS:
+            public[key] = value
+        elif value is not None:
+            secret[key] = value
+            public[key] = _masked(value)
+    return {**agent, "llm": public}, ({"llm": secret} if secret else {})
+
+
+def mask(agent: dict[str, Any]) -> dict[str, Any]:
+    """The spec as shown to clients: every credential masked (stored specs already are)."""
+    return conceal(agent)[0]
+
+
+def reveal(agent: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its credentials back in place, for the agent that runs it."""
+    llm_secrets = secrets.get("llm")
+    if not isinstance(llm_secrets, dict) or not llm_secrets:
+        return agent
+    return {**agent, "llm": {**(agent.get("llm") or {}), **llm_secrets}}
