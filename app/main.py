@@ -24,6 +24,7 @@ from app.db.session import Database
 from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
+from app.limits import BodyLimits
 from app.runs.endpoints import router as runs_router
 from app.runs.repository import RUNS_CHANNEL
 from app.runs.worker import Worker
@@ -204,5 +205,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(api)
     app.include_router(sockets_router)
     app.include_router(system_router)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
     return app

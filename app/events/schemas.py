@@ -9,12 +9,33 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
-from app.validators import reject_unstorable
+from app.validators import MAX_JSON_DEPTH, MAX_JSON_VALUES, reject_unstorable
 
 Source = Literal["user", "agent", "environment"]
 ENVELOPE_FIELDS = frozenset({"kind", "id", "seq", "timestamp", "source"})
+
+# What the body filter searches of an event: its text up to this many characters.
+SEARCH_TEXT_CHARS = 64 * 1024
+
+# Bounds on a user message (POST .../events, a conversation's initial_message, a WebSocket
+# frame). A text part holds a quarter of the default 4 MiB body limit, so a message of the
+# largest accepted body fits in a few parts.
+MAX_PARTS = 100
+MAX_TEXT_CHARS = 1024 * 1024
+MAX_IMAGE_URLS = 20
+MAX_URL_CHARS = 1024 * 1024  # data: URLs carry the image itself
+MAX_EXTRA_FIELDS = 16
+MAX_EXTRA_CHARS = 1024
 
 
 class TextContent(BaseModel):
@@ -71,7 +92,20 @@ class EventBase(BaseModel):
         return []
 
     def search_text(self) -> str:
-        return "\n".join(part for part in self.text_parts() if part).casefold()
+        """What the body filter matches: the text parts joined by newlines, case-folded, cut
+        to their first SEARCH_TEXT_CHARS characters. A body filter finds text only within
+        that prefix; the event itself is stored and returned whole."""
+        pieces: list[str] = []
+        size = 0
+        for part in self.text_parts():
+            if not part:
+                continue
+            piece = part[: SEARCH_TEXT_CHARS - size]
+            pieces.append(piece)
+            size += len(piece) + 1
+            if size >= SEARCH_TEXT_CHARS:
+                break
+        return "\n".join(pieces).casefold()[:SEARCH_TEXT_CHARS]
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
@@ -203,13 +237,69 @@ EVENT_KINDS: frozenset[str] = frozenset(
 )
 
 
+# Extra fields of a user's content part (such as OpenHands' `cache_prompt`) are kept, but
+# only as a few plain values: nothing nested or large is stored through them.
+ExtraValue = (
+    Annotated[str, StringConstraints(max_length=MAX_EXTRA_CHARS)] | int | float | bool | None
+)
+_EXTRAS_HELP = (
+    f"Other fields are kept as given: at most {MAX_EXTRA_FIELDS}, each a string of at most"
+    f" {MAX_EXTRA_CHARS} characters, a number, a boolean or null."
+)
+
+
+class _BoundedExtras(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, ExtraValue] = Field(init=False)
+
+    @model_validator(mode="after")
+    def _few_extras(self) -> "_BoundedExtras":
+        if len(self.__pydantic_extra__ or {}) > MAX_EXTRA_FIELDS:
+            raise ValueError(f"at most {MAX_EXTRA_FIELDS} extra fields are allowed")
+        return self
+
+
+class UserTextContent(_BoundedExtras, TextContent):
+    __doc__ = f"A text part of a user message. {_EXTRAS_HELP}"
+    model_config = ConfigDict(json_schema_extra={"maxProperties": MAX_EXTRA_FIELDS + 2})
+
+    text: str = Field(
+        max_length=MAX_TEXT_CHARS,
+        description=f"At most {MAX_TEXT_CHARS} characters; the body filter of event search"
+        f" matches within the message's first {SEARCH_TEXT_CHARS} characters.",
+    )
+
+
+class UserImageContent(_BoundedExtras, ImageContent):
+    __doc__ = f"An image part of a user message. {_EXTRAS_HELP}"
+    model_config = ConfigDict(json_schema_extra={"maxProperties": MAX_EXTRA_FIELDS + 2})
+
+    image_urls: list[Annotated[str, StringConstraints(max_length=MAX_URL_CHARS)]] = Field(
+        max_length=MAX_IMAGE_URLS,
+        description=f"At most {MAX_IMAGE_URLS} http(s) or data: URLs of at most"
+        f" {MAX_URL_CHARS} characters each.",
+    )
+
+
+UserContent = Annotated[
+    Annotated[UserTextContent, Tag("text")] | Annotated[UserImageContent, Tag("image")],
+    Discriminator(_content_type),
+]
+
+
 class UserMessageCreate(BaseModel):
-    """Body of POST /conversations/{id}/events."""
+    __doc__ = (
+        "Body of POST /conversations/{id}/events. Like every request body it may nest at most"
+        f" {MAX_JSON_DEPTH} levels of arrays and objects and hold at most {MAX_JSON_VALUES}"
+        " values and keys (422 beyond)."
+    )
 
     _storable = model_validator(mode="before")(reject_unstorable)
 
     role: Literal["user"] = "user"
-    content: list[Content] = Field(min_length=1)
+    content: list[UserContent] = Field(
+        min_length=1, max_length=MAX_PARTS, description=f"1 to {MAX_PARTS} parts"
+    )
     run: bool = False
 
 
