@@ -12,6 +12,7 @@ from app.errors import Unprocessable, error_responses
 from app.events import service
 from app.events.schemas import (
     EVENT_KINDS,
+    SEARCH_TEXT_CHARS,
     AnyEvent,
     EventPage,
     Message,
@@ -49,7 +50,12 @@ async def event_filter(
     ] = None,
     source: Source | None = None,
     body: Annotated[
-        str | None, Query(max_length=1000, description="Case-insensitive substring")
+        str | None,
+        Query(
+            max_length=1000,
+            description="Case-insensitive substring, matched within the first"
+            f" {SEARCH_TEXT_CHARS:,} characters of each event's text",
+        ),
     ] = None,
     timestamp__gte: Annotated[
         datetime | None, Query(description="Inclusive; naive means UTC")

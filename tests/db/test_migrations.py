@@ -77,3 +77,52 @@ async def test_0002_backfills_event_counts(tmp_dir: Path) -> None:
     finally:
         await db.dispose()
         await asyncio.to_thread(drop_database, BASE_URL, url)
+
+
+async def test_0008_cuts_long_search_text_and_the_index_follows(tmp_dir: Path) -> None:
+    url = await asyncio.to_thread(create_database, BASE_URL, tmp_dir, "mig_cut")
+    db = await asyncio.to_thread(Database.from_url, url)
+    try:
+        await asyncio.to_thread(migrations.upgrade, url, "0007")
+        cid = uuid.uuid4()
+        key = cid if not db.is_sqlite else cid.hex
+        now = datetime.now(UTC)
+        long_text = "a" * 65_536 + "tailword" + "b" * 10_000
+        async with db.session(write=True) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO conversations (id, title, tags, agent, execution_status, "
+                    "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
+                    "(:id, 't', '{}', '{}', 'idle', 5, '{}', 2, 1, :now, :now)"
+                ).bindparams(id=key, now=now)
+            )
+            for seq, search_text in ((1, long_text), (2, "short tailword")):
+                await session.execute(
+                    text(
+                        "INSERT INTO events (conversation_id, seq, id, timestamp, kind, source, "
+                        "search_text, payload) VALUES (:c, :s, :i, :now, 'MessageEvent', "
+                        "'user', :t, '{}')"
+                    ).bindparams(c=key, s=seq, i=f"e{seq}", now=now, t=search_text)
+                )
+        await asyncio.to_thread(migrations.upgrade, url, "0008")
+        async with db.session(write=False) as session:
+            lengths = (
+                await session.execute(
+                    text("SELECT seq, length(search_text) FROM events ORDER BY seq")
+                )
+            ).all()
+            assert [tuple(r) for r in lengths] == [(1, 65_536), (2, 14)]
+            if db.is_sqlite:  # the FTS table followed the UPDATE through its trigger
+                found = (
+                    await session.execute(
+                        text(
+                            "SELECT e.seq FROM events_fts f JOIN events e ON e.rowid = f.rowid "
+                            "WHERE events_fts MATCH '\"tailword\"' ORDER BY e.seq"
+                        )
+                    )
+                ).all()
+                assert [r[0] for r in found] == [2]
+        await asyncio.to_thread(migrations.downgrade, url, "0007")
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_database, BASE_URL, url)
