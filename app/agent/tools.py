@@ -3,9 +3,14 @@
 `file_editor` and `terminal` are confined to the conversation's workspace directory; a path
 that escapes it is an error observation, not an exception. `terminal` is off unless
 AGENT_SERVER_ENABLE_TERMINAL is set.
+
+A tool's arguments come from the LLM and may be anything: whatever a tool function raises
+becomes an error result for that call (`Tool.run`), never the end of the run.
 """
 
 import json
+import logging
+import math
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +19,11 @@ from typing import Any
 
 from app.config import Settings
 
+logger = logging.getLogger(__name__)
 MAX_OUTPUT = 30_000
+MAX_ERROR = 2_000
+MAX_DEPTH = 64
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what the JSON columns (orjson) can write
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,16 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
-    run: Callable[[dict[str, Any], Path, Settings], ToolResult]
+    function: Callable[[dict[str, Any], Path, Settings], ToolResult]
+
+    def run(self, args: dict[str, Any], workspace: Path, settings: Settings) -> ToolResult:
+        """The tool's result; an exception it raises is the call's error result."""
+        try:
+            return self.function(args, workspace, settings)
+        except Exception as exc:
+            # The arguments stay out of the log: they are the LLM's, of any size and content.
+            logger.warning("tool %s raised %s", self.name, type(exc).__name__)
+            return ToolResult(_describe(exc), is_error=True)
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -40,6 +58,14 @@ class Tool:
                 "parameters": self.parameters,
             },
         }
+
+
+def _describe(exc: Exception) -> str:
+    try:
+        detail = str(exc)
+    except Exception:  # an exception whose __str__ fails still names its type
+        detail = "(no description)"
+    return f"{type(exc).__name__}: {detail}"[:MAX_ERROR]
 
 
 def _finish(args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
@@ -171,12 +197,52 @@ def tools_for(names: list[str] | None, settings: Settings) -> list[Tool]:
     return chosen
 
 
+def _int(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError("an integer beyond 64 bits")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number out of range ({text[:20]})")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
+
+
 def parse_arguments(raw: str | None) -> tuple[dict[str, Any], str | None]:
-    """Tool-call arguments as a dict, or an error text when the LLM sent malformed JSON."""
+    """Tool-call arguments as a dict, or an error text when the LLM sent malformed JSON.
+
+    Only what the event store can hold is accepted: no NaN or infinities, integers within
+    64 bits, nesting within MAX_DEPTH (the JSON encoders stop at 255 levels).
+    """
     try:
-        value = json.loads(raw or "{}")
-    except json.JSONDecodeError as exc:
-        return {}, f"arguments are not valid JSON: {exc}"
+        value = json.loads(
+            raw or "{}", parse_int=_int, parse_float=_float, parse_constant=_constant
+        )
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return {}, f"arguments are not valid JSON: {exc}"[:MAX_ERROR]
     if not isinstance(value, dict):
         return {}, "arguments must be a JSON object"
+    if _depth_exceeds(value, MAX_DEPTH):
+        return {}, f"arguments are nested deeper than {MAX_DEPTH} levels"
     return value, None

@@ -1,5 +1,6 @@
 """Event rules: appending under the conversation row lock, search, count and lookups."""
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,17 @@ from app.events.repository import EventFilter
 from app.events.schemas import EventBase
 from app.pagination import decode_cursor, encode_cursor
 
-__all__ = ["EventFilter", "EventQuery", "append", "count", "get_many", "get_one", "search"]
+__all__ = [
+    "EventFilter",
+    "EventQuery",
+    "append",
+    "count",
+    "event_row",
+    "get_many",
+    "get_one",
+    "search",
+    "storable",
+]
 
 
 # Seqs are BIGINT; a cursor's seq beyond this is forged, never issued.
@@ -44,6 +55,77 @@ def row_to_json(row: Row[Any] | tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+# What cannot be stored as text on both databases: NUL (Postgres text and JSONB refuse it)
+# and lone UTF-16 surrogates (not Unicode: orjson and the drivers refuse to encode them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def event_row(event: EventBase) -> dict[str, Any]:
+    """A new event's columns (id, kind, source, search_text, payload), every string in them
+    storable: NUL and lone surrogates become U+FFFD, in keys too, the same on both databases.
+
+    The user's input was refused (422) before it got here; what the agent side writes (LLM
+    replies, tool arguments and results) is data and is stored this way, never refused.
+    """
+    row: dict[str, Any] = {"id": event.id, "kind": event.kind, "source": event.source}
+    try:
+        row["search_text"] = event.search_text()
+    except TypeError:  # orjson, encoding an ActionEvent's arguments, refuses lone surrogates
+        return _storable_row(event)
+    row["payload"] = event.payload()
+    return _storable_row(event) if _unstorable(row) else row
+
+
+def _storable_row(event: EventBase) -> dict[str, Any]:
+    clean = type(event).model_validate(storable(event.model_dump()))
+    return {
+        "id": clean.id,
+        "kind": clean.kind,
+        "source": clean.source,
+        "search_text": clean.search_text(),
+        "payload": clean.payload(),
+    }
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and lone surrogates replaced by U+FFFD in every string (keys too) of
+    it, lists, tuples and dicts walked; other values as they are."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
+def _unstorable(value: Any) -> bool:
+    """Whether a string in `value` (keys too) holds NUL or a lone surrogate. Cheap when there
+    is nothing to fix, the common case: an ASCII string (a flag check) holds no surrogate,
+    and only other strings are encoded to find out, to UTF-16 (which refuses surrogates as
+    UTF-8 does, and is faster to encode to from most strings; a regex is slower still)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not (item.isascii() or _encodes(item)):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-16-le")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def append(
     session: AsyncSession,
     conversation_id: uuid.UUID,
@@ -68,14 +150,10 @@ async def append(
     first_seq = last_seq - len(events) + 1
     rows = [
         {
+            **event_row(event),
             "conversation_id": conversation_id,
             "seq": first_seq + offset,
-            "id": event.id,
             "timestamp": now,
-            "kind": event.kind,
-            "source": event.source,
-            "search_text": event.search_text(),
-            "payload": event.payload(),
         }
         for offset, event in enumerate(events)
     ]

@@ -28,7 +28,7 @@ from app.conversations.state import transition
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
-from app.events.service import row_to_json
+from app.events.service import event_row, row_to_json
 from app.models import Conversation, ExecutionStatus, Run, RunStatus
 from app.runs import hot_write, repository, usage
 from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
@@ -194,16 +194,7 @@ class Runner:
         for call in calls:
             stats = usage.add(stats, call)
         timings = self._step_db_ms
-        rows = [
-            {
-                "id": event.id,
-                "kind": event.kind,
-                "source": event.source,
-                "search_text": event.search_text(),
-                "payload": event.payload(),
-            }
-            for event in events
-        ]
+        rows = [event_row(event) for event in events]
         job = hot_write.Append(
             lease=self.lease,
             now=utcnow(),

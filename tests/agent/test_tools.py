@@ -1,11 +1,21 @@
 """The built-in tools as plain functions (they run on the tool pool in production)."""
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.agent.tools import FILE_EDITOR, TERMINAL, parse_arguments, tools_for
+from app.agent.tools import (
+    FILE_EDITOR,
+    MAX_ERROR,
+    TERMINAL,
+    Tool,
+    ToolResult,
+    parse_arguments,
+    tools_for,
+)
 from app.config import Settings
 
 
@@ -72,3 +82,51 @@ def test_tool_selection_and_arguments(settings: Settings) -> None:
     assert parse_arguments('{"a": 1}') == ({"a": 1}, None)
     assert parse_arguments("[1]")[1] == "arguments must be a JSON object"
     assert parse_arguments("{bad")[1] is not None
+
+
+def _raises(args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
+    raise RuntimeError(f"failed on {args['secret']} " + "x" * 5_000)
+
+
+def test_an_exception_in_a_tool_is_its_error_result(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Checked with Tool.run calling the function bare: both calls raise."""
+    tool = Tool("boom", "raises", {}, _raises)
+    with caplog.at_level(logging.WARNING, logger="app.agent.tools"):
+        result = tool.run({"secret": "s3cr3t"}, tmp_path, settings)
+    assert result.is_error and not result.finish
+    assert result.text.startswith("RuntimeError: failed on s3cr3t xxx")
+    assert len(result.text) == MAX_ERROR
+    assert "boom raised RuntimeError" in caplog.text and "s3cr3t" not in caplog.text
+    assert edit(tmp_path / "ws", settings, command="create", path="a\x00b") == (
+        "ValueError: embedded null byte",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ('{"a": NaN}', "NaN is not JSON"),
+        ('{"a": -Infinity}', "-Infinity is not JSON"),
+        ('{"a": 1e999}', "a number out of range"),
+        ('{"a": 18446744073709551616}', "an integer beyond 64 bits"),
+        ('{"a": -9223372036854775809}', "an integer beyond 64 bits"),
+        ('{"a": ' * 65 + "1" + "}" * 65, "nested deeper than 64 levels"),
+        ("[" * 100_000, "not valid JSON: maximum recursion depth exceeded"),
+    ],
+)
+def test_arguments_the_store_cannot_hold_are_invalid(raw: str, problem: str) -> None:
+    """Checked against the parser before the fix: NaN, 1e999 and the big integers parsed,
+    and "[" * 100000 raised RecursionError."""
+    arguments, error = parse_arguments(raw)
+    assert arguments == {} and error is not None and problem in error, error
+
+
+def test_arguments_within_the_bounds_parse() -> None:
+    edge = '{"a": [18446744073709551615, -9223372036854775808, 1.5e308, -0.0]}'
+    assert parse_arguments(edge) == ({"a": [2**64 - 1, -(2**63), 1.5e308, -0.0]}, None)
+    deepest = '{"a": ' * 63 + "[1]" + "}" * 63
+    assert parse_arguments(deepest)[1] is None
+    assert parse_arguments(None) == ({}, None)
