@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from app.events.service import storable
 from app.models import ExecutionStatus, RunStatus
 from app.vault.redact import REDACTOR
 
@@ -25,8 +26,8 @@ CUT_OFF = Stop(RunStatus.CANCELLED, "shutdown", ExecutionStatus.PAUSED)
 
 
 def failed(error: str) -> Stop:
-    """A failed run; `error` is recorded with every known credential masked."""
-    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, REDACTOR.redact(error))
+    """A failed run; `error` is recorded with every known credential masked, storable."""
+    return Stop(RunStatus.FAILED, "error", ExecutionStatus.ERROR, storable(REDACTOR.redact(error)))
 
 
 def unanswered(tool: str, stop: Stop) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agent.base import LLMCallRecord
 from app.clock import utcnow
+from app.events.service import storable
 from app.models import LLMCall
 from app.runs.repository import Lease
 
@@ -55,7 +56,7 @@ def call_row(call: LLMCallRecord) -> dict[str, Any]:
         "completion_tokens": call.completion_tokens,
         "cost_usd": call.cost_usd,
         "latency_ms": call.latency_ms,
-        "error": call.error,
+        "error": storable(call.error),
     }
 
 
