@@ -1,1 +1,3 @@
 """SQL-backed agent server."""
+
+__version__ = "0.1.0"

@@ -4,6 +4,7 @@ import asyncio
 import gc
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import __version__
 from app.agent.loader import load_agents
 from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
@@ -179,11 +181,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     app = FastAPI(
         title="agent-server",
-        version="0.1.0",
+        version=__version__,
         summary="A SQL-backed agent server: conversations and events as rows.",
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.started_at = time.monotonic()
     app.state.vault = Vault.from_settings(settings)  # a malformed SECRET_KEY stops the start
     install_log_redaction()
     # aiosqlite's DEBUG lines repeat every statement with its parameters (user data).

@@ -1,16 +1,24 @@
-"""Liveness and readiness. No authentication."""
+"""Liveness and readiness (no authentication), and the server's description."""
 
 import logging
+import platform
+import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import __version__
+from app.agent.tools import ALL_TOOLS
+from app.config import Settings
 from app.db.migrations import current_revision, describe_mismatch
 from app.db.session import DatabaseDep
 from app.errors import ServiceUnavailable, error_responses
+from app.security import require_api_key
 
 router = APIRouter(tags=["system"])
+# The OpenHands SDK release whose remote client this server is tested against.
+OPENHANDS_SDK_VERSION = "1.58.2"
 logger = logging.getLogger(__name__)
 
 
@@ -42,3 +50,37 @@ async def ready(request: Request, db: DatabaseDep) -> Ready:
     if mismatch is not None:
         raise ServiceUnavailable(mismatch, details={"current": current, "head": head})
     return Ready(status="ready", database_revision=head)
+
+
+class ServerInfo(BaseModel):
+    """What the OpenHands client's `RemoteWorkspace` asks of a server (any JSON object)."""
+
+    title: str
+    version: str
+    openhands_sdk_version: str
+    python_version: str
+    database: str
+    usable_tools: list[str]
+    uptime: float
+    docs: str = "/docs"
+
+
+@router.get(
+    "/server_info",
+    response_model=ServerInfo,
+    dependencies=[Depends(require_api_key)],
+    responses=error_responses(401),
+)
+async def server_info(request: Request) -> ServerInfo:
+    """The server, its version, the OpenHands SDK version it speaks, and its tools."""
+    settings: Settings = request.app.state.settings
+    tools = [name for name in ALL_TOOLS if name != "terminal" or settings.enable_terminal]
+    return ServerInfo(
+        title="agent-server",
+        version=__version__,
+        openhands_sdk_version=OPENHANDS_SDK_VERSION,
+        python_version=platform.python_version(),
+        database="sqlite" if settings.is_sqlite else "postgresql",
+        usable_tools=tools,
+        uptime=round(time.monotonic() - request.app.state.started_at, 3),
+    )
