@@ -26,6 +26,7 @@ is min(1000, N // 100) events, so the 40%..60% timestamp window selects a real s
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import time
@@ -120,8 +121,13 @@ class EventFactory:
                 tool_name=action.tool_name,
                 tool_call_id=action.tool_call_id,
                 action_id=action.id,
-                content=[ev.TextContent(text=self.text())],
-                observation={"exit_code": self.rng.choice((0, 0, 0, 1))},
+                observation={
+                    "kind": "TerminalObservation",
+                    "command": None,
+                    "content": [{"type": "text", "text": self.text()}],
+                    "is_error": False,
+                    "exit_code": self.rng.choice((0, 0, 0, 1)),
+                },
             )
         kind = self.rng.choices(self.kinds, self.weights)[0]
         if kind in ("user", "agent"):
@@ -131,21 +137,26 @@ class EventFactory:
         if kind == "action":
             tool = self.rng.choice(TOOLS)
             command = " ".join(self.rng.choices(VOCABULARY, k=self.rng.randint(3, 8)))
+            call_id = f"call_{uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]}"
             self.last_action = ev.ActionEvent(
                 thought=[ev.TextContent(text=self.text())],
                 tool_name=tool,
-                tool_call_id=f"call_{uuid.UUID(int=self.rng.getrandbits(128)).hex[:24]}",
-                arguments={"command": command},
-                action={"kind": f"{tool}_action", "command": command},
+                tool_call_id=call_id,
+                tool_call=ev.ToolCall(
+                    id=call_id, name=tool, arguments=json.dumps({"command": command})
+                ),
+                action={"kind": "TerminalAction", "command": command},
                 llm_response_id=f"resp_{self.rng.getrandbits(64):x}",
             )
             return self.last_action
         if kind == "error":
-            return ev.AgentErrorEvent(error=self.text(), tool_name=self.rng.choice(TOOLS))
+            return ev.AgentErrorEvent(
+                error=self.text(), tool_name=self.rng.choice(TOOLS), tool_call_id="call_x"
+            )
         if kind == "system":
             return ev.SystemPromptEvent(
                 system_prompt=ev.TextContent(text=self.text()),
-                tools=[{"name": tool} for tool in TOOLS],
+                tools=[{"kind": "TerminalTool", "title": tool} for tool in TOOLS],
             )
         state = self.rng.choice(("running", "idle", "paused", "finished"))
         return ev.ConversationStateUpdateEvent(key="execution_status", value=state)

@@ -80,14 +80,14 @@ def summary(event: dict[str, Any]) -> str:
         message = event["llm_message"]
         line = f"{message['role']}: {text_of(message.get('content'))}"
     elif kind == "SystemPromptEvent":
-        tools = ", ".join(t.get("function", t).get("name", "?") for t in event.get("tools", []))
+        tools = ", ".join(str(t.get("title", "?")) for t in event.get("tools", []))
         line = f"{text_of(event['system_prompt'])}  [tools: {tools}]"
     elif kind == "ActionEvent":
         thought = text_of(event.get("thought"))
-        line = f"{event['tool_name']}({json.dumps(event.get('arguments', {}))})"
+        line = f"{event['tool_name']}({event['tool_call']['arguments']})"
         line = f"{line}  thought: {thought}" if thought else line
     elif kind == "ObservationEvent":
-        line = f"{event['tool_name']} -> {text_of(event.get('content'))}"
+        line = f"{event['tool_name']} -> {text_of(event['observation'].get('content'))}"
     elif kind == "AgentErrorEvent":
         line = f"error from {event.get('tool_name')}: {event['error']}"
     elif kind == "ConversationErrorEvent":

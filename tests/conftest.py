@@ -28,6 +28,9 @@ from app.main import create_app
 from tests.dbutil import create_database, drop_database, run_in_thread
 
 BASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite+aiosqlite:///")
+# Events carry their `seq` only when asked (it is not an OpenHands field): the query
+# parameter for REST, SSE and the WebSocket.
+WITH_SEQ = {"with_seq": "true"}
 
 
 def pytest_report_header() -> str:
@@ -141,12 +144,25 @@ async def create_conversation(client: httpx.AsyncClient, **fields: object) -> di
 
 
 async def send_message(
-    client: httpx.AsyncClient, conversation_id: object, text: str
+    client: httpx.AsyncClient, conversation_id: object, text: str, with_seq: bool = False
 ) -> dict[str, object]:
+    """Append a user message; the event as answered (with its seq only `with_seq`, which is
+    always in the X-Event-Seq header)."""
     response = await client.post(
         f"/api/conversations/{conversation_id}/events",
         json={"role": "user", "content": [{"type": "text", "text": text}]},
+        params=WITH_SEQ if with_seq else {},
     )
     assert response.status_code == 201, response.text
     data: dict[str, object] = response.json()
+    seq = int(response.headers["X-Event-Seq"])
+    assert data.get("seq") == (seq if with_seq else None), (seq, data)
     return data
+
+
+async def event_seqs(
+    client: httpx.AsyncClient, conversation_id: object, **params: object
+) -> list[int]:
+    """The seqs of a conversation's events matching `params`, every page, in page order."""
+    url = f"/api/conversations/{conversation_id}/events/search"
+    return await collect_pages(client, url, "seq", **params, **WITH_SEQ)

@@ -39,7 +39,7 @@ async def test_50_concurrent_appends_get_seqs_1_to_50(
     assert [r.status_code for r in responses] == [201] * 50, [
         r.text for r in responses if r.status_code != 201
     ]
-    assert sorted(r.json()["seq"] for r in responses) == list(range(1, 51))
+    assert sorted(int(r.headers["X-Event-Seq"]) for r in responses) == list(range(1, 51))
     async with db.session(write=False) as session:
         rows = (
             await session.execute(

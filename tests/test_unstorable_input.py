@@ -75,15 +75,22 @@ async def test_numbers_and_text_json_cannot_store_are_422(
 
 
 async def test_big_ints_and_surrogates_in_messages_are_422(client: httpx.AsyncClient) -> None:
+    """A content part takes only the SDK's fields (422 for any other), so a number reaches a
+    message body only as a field the body ignores: the check walks the whole body anyway."""
     conversation = await create_conversation(client)
     url = f"/api/conversations/{conversation['id']}/events"
     for raw in (
+        '{"content": [{"type": "text", "text": "hi"}], "n": 99999999999999999999}',
         '{"content": [{"type": "text", "text": "hi", "n": 99999999999999999999}]}',
         '{"content": [{"type": "text", "text": "\\ud800"}]}',
+        '{"content": [{"type": "text", "text": "hi"}], "sender": "\\ud800"}',
     ):
-        assert (await _raw(client, "POST", url, raw)).status_code == 422, raw
-    largest = '{"content": [{"type": "text", "text": "ok", "n": 18446744073709551615}]}'
+        response = await _raw(client, "POST", url, raw)
+        assert response.status_code == 422, raw
+        assert response.json()["code"] == "validation_error", raw
+    largest = '{"content": [{"type": "text", "text": "ok"}], "n": 18446744073709551615}'
     assert (await _raw(client, "POST", url, largest)).status_code == 201
+    assert (await client.get(f"{url}/count")).json() == 1
 
 
 async def test_content_type_defaults_to_text(client: httpx.AsyncClient) -> None:

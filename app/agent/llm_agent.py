@@ -1,13 +1,14 @@
 """The built-in LLM agent: litellm.acompletion with OpenAI-style tools, natively async."""
 
 import asyncio
-import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import litellm
 
+from app.agent import sdk_shapes
 from app.agent.base import AgentBase, LLMCallRecord, StepContext, StepOutcome, register_agent
 from app.agent.tools import Tool, ToolResult, parse_arguments, tools_for
 from app.events.schemas import (
@@ -19,6 +20,7 @@ from app.events.schemas import (
     ObservationEvent,
     SystemPromptEvent,
     TextContent,
+    ToolCall,
 )
 from app.vault.policy import EndpointPolicy
 from app.vault.redact import MASK, REDACTOR
@@ -59,17 +61,17 @@ def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> 
         message = event["llm_message"]
         messages.append({"role": message["role"], "content": _text(message.get("content"))})
     elif kind == "ActionEvent":
+        tool_call = event["tool_call"]
         call = {
-            "id": event["tool_call_id"],
+            "id": tool_call["id"],
             "type": "function",
-            "function": {"name": event["tool_name"], "arguments": json.dumps(event["arguments"])},
+            "function": {"name": tool_call["name"], "arguments": tool_call["arguments"]},
         }
         last = messages[-1] if messages else None
         same_response = (
             last is not None
             and last.get("role") == "assistant"
             and last.get("_response_id") == event.get("llm_response_id")
-            and event.get("llm_response_id") is not None
         )
         if same_response and last is not None:
             last["tool_calls"].append(call)
@@ -83,8 +85,11 @@ def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> 
                     "_response_id": event.get("llm_response_id"),
                 }
             )
-    elif kind in ("ObservationEvent", "AgentErrorEvent") and event.get("tool_call_id"):
-        text = _text(event.get("content")) if kind == "ObservationEvent" else event["error"]
+    elif kind == "ObservationEvent":
+        text = _text((event.get("observation") or {}).get("content"))
+        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
+    elif kind == "AgentErrorEvent" and event.get("tool_call_id"):
+        text = event["error"]
         messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
 
 
@@ -101,8 +106,9 @@ class LLMAgent(AgentBase):
 
     def system_prompt_event(self) -> EventBase:
         text = self.spec.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
+        tools = [sdk_shapes.definition(t.name, t.description) for t in self._tools()]
         return SystemPromptEvent(
-            system_prompt=TextContent(text=text), tools=[t.schema() for t in self._tools()]
+            system_prompt=TextContent(text=text), tools=[t for t in tools if t is not None]
         )
 
     def init_context(self, ctx: StepContext, history: list[dict[str, Any]]) -> None:
@@ -268,15 +274,20 @@ def _read_response(response: Any) -> tuple[MessageEvent | None, list[ActionEvent
         reply = Message(role="assistant", content=[TextContent(text=content)])
         return MessageEvent(source="agent", llm_message=reply), []
     actions = []
+    # The SDK needs a response id: it groups the calls of one LLM answer.
+    response_id = getattr(response, "id", None) or f"response-{uuid.uuid4()}"
     for index, call in enumerate(calls):
-        arguments, _problem = parse_arguments(call.function.arguments)
+        name = call.function.name or ""
+        raw = call.function.arguments or "{}"
+        arguments, problem = parse_arguments(raw)
         actions.append(
             ActionEvent(
-                tool_name=call.function.name or "",
+                tool_name=name,
                 tool_call_id=call.id,
-                arguments=arguments,
+                tool_call=ToolCall(id=call.id, name=name, arguments=raw),
+                action=None if problem else sdk_shapes.action(name, arguments),
                 thought=[TextContent(text=content)] if content and index == 0 else [],
-                llm_response_id=getattr(response, "id", None),
+                llm_response_id=response_id,
             )
         )
     return None, actions
@@ -325,7 +336,8 @@ def _answer(
         tool_name=name,
         tool_call_id=call.id,
         action_id=action["id"],
-        content=[TextContent(text=result.text)],
+        # The call's SDK action (as stored) gives the observation its own fields.
+        observation=sdk_shapes.observation(name, action.get("action") or {}, result.text),
     )
     return observation, result.finish
 

@@ -63,6 +63,7 @@ async def create(
         message = MessageEvent(
             source="user",
             llm_message=Message(role="user", content=data.initial_message.content),
+            sender=data.initial_message.sender,
         )
         await events_service.append(session, conversation_id, [message])
     conversation = await repository.get(session, conversation_id)

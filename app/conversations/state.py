@@ -1,4 +1,5 @@
-"""execution_status transitions: conditional UPDATEs, each recorded as an event."""
+"""execution_status transitions: conditional UPDATEs, each recorded as an event; and the
+`full_state` snapshot that tells an OpenHands client a run has ended."""
 
 import uuid
 from collections.abc import Collection
@@ -6,6 +7,7 @@ from collections.abc import Collection
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.conversations.schemas import ConversationRead
 from app.events import service as events_service
 from app.events.schemas import ConversationStateUpdateEvent
 from app.models import Conversation, ExecutionStatus
@@ -36,3 +38,18 @@ async def transition(
     event = ConversationStateUpdateEvent(key="execution_status", value=to.value)
     await events_service.append(session, conversation_id, [event])
     return True
+
+
+def full_state(conversation: Conversation) -> ConversationStateUpdateEvent:
+    """The conversation as GET shows it, as a `full_state` state update (OpenHands)."""
+    value = ConversationRead.model_validate(conversation).model_dump(mode="json")
+    return ConversationStateUpdateEvent(key="full_state", value=value)
+
+
+async def record_full_state(session: AsyncSession, conversation_id: uuid.UUID) -> None:
+    """Append the conversation's `full_state` as it is now in this transaction. An OpenHands
+    client's `run()` returns when it sees one whose status is not `running`: every run's end
+    records one, so it reaches every stream, in every process, once committed."""
+    conversation = await session.get(Conversation, conversation_id, populate_existing=True)
+    if conversation is not None:
+        await events_service.append(session, conversation_id, [full_state(conversation)])

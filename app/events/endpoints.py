@@ -82,6 +82,10 @@ async def event_filter(
 
 
 FilterDep = Annotated[service.EventFilter, Depends(event_filter)]
+# Events leave out their seq (an OpenHands client refuses fields it does not know).
+WithSeq = Annotated[
+    bool, Query(description="Add each event's `seq` to it (not an OpenHands field)")
+]
 
 
 @router.post(
@@ -96,17 +100,21 @@ async def send_message(
     session: WriteSessionDep,
     request: Request,
     background: BackgroundTasks,
+    with_seq: WithSeq = False,
 ) -> JSONBytes:
-    """Append a user message; the answer carries its seq. With `run`, start a run (an active
-    run takes the message at its next step); the run's id is in the X-Run-Id header."""
-    event = MessageEvent(source="user", llm_message=Message(role="user", content=body.content))
+    """Append a user message; its seq is in the X-Event-Seq header. With `run`, start a run
+    (an active run takes the message at its next step); the run's id is in X-Run-Id."""
+    message = Message(role="user", content=body.content)
+    event = MessageEvent(source="user", llm_message=message, sender=body.sender)
     (stored,) = await service.append(session, conversation_id, [event])
-    headers = {}
+    headers = {"X-Event-Seq": str(stored["seq"])}
     if body.run:
         run = await runs_service.start_unless_active(session, conversation_id)
         runs_service.wake_worker(request, background, run.id)
         headers["X-Run-Id"] = str(run.id)
-    return JSONBytes(stored, status_code=status.HTTP_201_CREATED, headers=headers)
+    return JSONBytes(
+        service.shown(stored, with_seq), status_code=status.HTTP_201_CREATED, headers=headers
+    )
 
 
 @router.get("/search", response_model=EventPage, responses=error_responses(400, 401, 404, 422))
@@ -117,6 +125,7 @@ async def search_events(
     page_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     sort_order: EventSortOrder = EventSortOrder.TIMESTAMP,
+    with_seq: WithSeq = False,
 ) -> JSONBytes:
     """Search a conversation's events in seq order, a keyset-paginated page at a time."""
     query = service.EventQuery(
@@ -126,7 +135,8 @@ async def search_events(
         page_id=page_id,
     )
     items, next_page_id = await service.search(session, conversation_id, query)
-    return JSONBytes({"items": items, "next_page_id": next_page_id})
+    shown = [service.shown(event, with_seq) for event in items]
+    return JSONBytes({"items": shown, "next_page_id": next_page_id})
 
 
 @router.get("/count", response_model=int, responses=error_responses(401, 404, 422))
@@ -142,14 +152,17 @@ async def batch_get_events(
     conversation_id: uuid.UUID,
     session: ReadSessionDep,
     event_ids: Annotated[list[str], Query(min_length=1, max_length=MAX_BATCH)],
+    with_seq: WithSeq = False,
 ) -> JSONBytes:
     """Get events by id, in the order asked, null for each one missing."""
-    return JSONBytes(await service.get_many(session, conversation_id, event_ids))
+    found = await service.get_many(session, conversation_id, event_ids)
+    return JSONBytes([None if e is None else service.shown(e, with_seq) for e in found])
 
 
 @router.get("/{event_id}", response_model=AnyEvent, responses=error_responses(401, 404, 422))
 async def get_event(
-    conversation_id: uuid.UUID, event_id: str, session: ReadSessionDep
+    conversation_id: uuid.UUID, event_id: str, session: ReadSessionDep, with_seq: WithSeq = False
 ) -> JSONBytes:
     """Get one event by id."""
-    return JSONBytes(await service.get_one(session, conversation_id, event_id))
+    event = await service.get_one(session, conversation_id, event_id)
+    return JSONBytes(service.shown(event, with_seq))

@@ -1,14 +1,16 @@
-"""Event models: one discriminated union over `kind`, OpenHands agent-server field names.
+"""Event models: one discriminated union over `kind`, in the OpenHands SDK's shapes.
 
-An event's JSON is `kind`, `id`, `seq`, `timestamp`, `source`, then its kind-specific fields.
-The store keeps the envelope in columns and the kind-specific fields in `payload`.
+An event's JSON is `kind`, `id`, `timestamp`, `source`, then its kind-specific fields, and
+validates with the SDK's own `Event.model_validate` (which refuses unknown fields). The
+event's `seq` travels beside it (the SSE `id:`, the page cursor), or in it on request
+(`with_seq=true`). The store keeps the envelope in columns and the kind-specific fields in
+`payload`, as the API shows them.
 """
 
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,20 +36,24 @@ MAX_PARTS = 100
 MAX_TEXT_CHARS = 1024 * 1024
 MAX_IMAGE_URLS = 20
 MAX_URL_CHARS = 1024 * 1024  # data: URLs carry the image itself
-MAX_EXTRA_FIELDS = 16
-MAX_EXTRA_CHARS = 1024
+
+
+# OpenHands' prompt-caching hint on a content part; stored only when set.
+CachePrompt = Annotated[bool, Field(exclude_if=lambda value: value is False)]
 
 
 class TextContent(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     type: Literal["text"] = "text"
     text: str
+    cache_prompt: CachePrompt = False
 
 
 class ImageContent(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     type: Literal["image"] = "image"
     image_urls: list[str]
+    cache_prompt: CachePrompt = False
 
 
 def _content_type(value: Any) -> str | None:
@@ -117,64 +123,76 @@ class MessageEvent(EventBase):
     llm_message: Message
     activated_skills: list[str] = Field(default_factory=list)
     extended_content: list[TextContent] = Field(default_factory=list)
+    sender: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
     def text_parts(self) -> list[str]:
         return _texts(self.llm_message.content) + _texts(self.extended_content)
 
 
-class SkillUse(BaseModel):
-    """A skill rendered into a system prompt, at the version that was rendered."""
-
-    name: str
-    version: int
-
-
 class SystemPromptEvent(EventBase):
+    """The system prompt (with the skills rendered in, each with its version) and the tools,
+    as the SDK's tool definitions (`kind`, `title`, `action_type`, ...)."""
+
     kind: Literal["SystemPromptEvent"] = "SystemPromptEvent"
     source: Source = "agent"
     system_prompt: TextContent
     tools: list[dict[str, Any]] = Field(default_factory=list)
-    skills: list[SkillUse] = Field(
-        default_factory=list, description="The skills in system_prompt, with their versions"
-    )
 
     def text_parts(self) -> list[str]:
         return [self.system_prompt.text]
 
 
+class ToolCall(BaseModel):
+    """The LLM's tool call as it asked for it: `arguments` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+    origin: Literal["completion", "responses"] = "completion"
+
+
 class ActionEvent(EventBase):
+    """A tool call. `action` is the call's arguments as the tool's SDK action (`kind`:
+    `FinishAction`, `TerminalAction`, ...), null when they do not fit it."""
+
     kind: Literal["ActionEvent"] = "ActionEvent"
     source: Source = "agent"
     thought: list[TextContent] = Field(default_factory=list)
     tool_name: str
     tool_call_id: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    tool_call: ToolCall
     action: dict[str, Any] | None = None
-    llm_response_id: str | None = None
+    llm_response_id: str
+    security_risk: Literal["UNKNOWN", "LOW", "MEDIUM", "HIGH"] = "UNKNOWN"
 
     def text_parts(self) -> list[str]:
-        return [*_texts(self.thought), self.tool_name, orjson.dumps(self.arguments).decode()]
+        return [*_texts(self.thought), self.tool_name, self.tool_call.arguments]
 
 
 class ObservationEvent(EventBase):
+    """A tool's result: `observation` is the tool's SDK observation (`kind`, `content`,
+    `is_error`, and the tool's own fields)."""
+
     kind: Literal["ObservationEvent"] = "ObservationEvent"
     source: Source = "environment"
     tool_name: str
     tool_call_id: str
     action_id: str
-    content: list[Content] = Field(default_factory=list)
-    observation: dict[str, Any] | None = None
+    observation: dict[str, Any]
 
     def text_parts(self) -> list[str]:
-        return _texts(self.content)
+        content = self.observation.get("content")
+        if not isinstance(content, list):
+            return []
+        return [str(p.get("text", "")) for p in content if isinstance(p, dict)]
 
 
 class AgentErrorEvent(EventBase):
     kind: Literal["AgentErrorEvent"] = "AgentErrorEvent"
     source: Source = "agent"
     error: str
-    tool_name: str | None = None
-    tool_call_id: str | None = None
+    tool_name: str = ""
+    tool_call_id: str = ""
 
     def text_parts(self) -> list[str]:
         return [self.error]
@@ -205,7 +223,6 @@ class PauseEvent(EventBase):
 class InterruptEvent(EventBase):
     kind: Literal["InterruptEvent"] = "InterruptEvent"
     source: Source = "user"
-    reason: str | None = None
 
 
 AnyEvent = Annotated[
@@ -237,31 +254,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
 )
 
 
-# Extra fields of a user's content part (such as OpenHands' `cache_prompt`) are kept, but
-# only as a few plain values: nothing nested or large is stored through them.
-ExtraValue = (
-    Annotated[str, StringConstraints(max_length=MAX_EXTRA_CHARS)] | int | float | bool | None
-)
-_EXTRAS_HELP = (
-    f"Other fields are kept as given: at most {MAX_EXTRA_FIELDS}, each a string of at most"
-    f" {MAX_EXTRA_CHARS} characters, a number, a boolean or null."
-)
-
-
-class _BoundedExtras(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, ExtraValue] = Field(init=False)
-
-    @model_validator(mode="after")
-    def _few_extras(self) -> "_BoundedExtras":
-        if len(self.__pydantic_extra__ or {}) > MAX_EXTRA_FIELDS:
-            raise ValueError(f"at most {MAX_EXTRA_FIELDS} extra fields are allowed")
-        return self
-
-
-class UserTextContent(_BoundedExtras, TextContent):
-    __doc__ = f"A text part of a user message. {_EXTRAS_HELP}"
-    model_config = ConfigDict(json_schema_extra={"maxProperties": MAX_EXTRA_FIELDS + 2})
+class UserTextContent(TextContent):
+    """A text part of a user message (any other field is 422, as in the OpenHands SDK)."""
 
     text: str = Field(
         max_length=MAX_TEXT_CHARS,
@@ -270,9 +264,8 @@ class UserTextContent(_BoundedExtras, TextContent):
     )
 
 
-class UserImageContent(_BoundedExtras, ImageContent):
-    __doc__ = f"An image part of a user message. {_EXTRAS_HELP}"
-    model_config = ConfigDict(json_schema_extra={"maxProperties": MAX_EXTRA_FIELDS + 2})
+class UserImageContent(ImageContent):
+    """An image part of a user message (any other field is 422, as in the OpenHands SDK)."""
 
     image_urls: list[Annotated[str, StringConstraints(max_length=MAX_URL_CHARS)]] = Field(
         max_length=MAX_IMAGE_URLS,
@@ -299,6 +292,9 @@ class UserMessageCreate(BaseModel):
     role: Literal["user"] = "user"
     content: list[UserContent] = Field(
         min_length=1, max_length=MAX_PARTS, description=f"1 to {MAX_PARTS} parts"
+    )
+    sender: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="Who sent it, when not the conversation's user (OpenHands)"
     )
     run: bool = False
 

@@ -4,6 +4,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -26,6 +27,7 @@ __all__ = [
     "get_many",
     "get_one",
     "search",
+    "shown",
     "storable",
 ]
 
@@ -42,17 +44,32 @@ class EventQuery:
     page_id: str | None = None
 
 
+def stamp(moment: datetime) -> str:
+    """A timestamp as events show it: UTC, always with microseconds, so that timestamps
+    compare as strings in time order (the OpenHands client sorts them so)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def row_to_json(row: Row[Any] | tuple[Any, ...]) -> dict[str, Any]:
-    """Envelope columns first, then the stored kind-specific fields as they are."""
+    """Envelope columns first, then the stored kind-specific fields as they are. `seq` is
+    for the server's own use and for clients that ask for it (see `shown`)."""
     kind, event_id, seq, timestamp, source, payload = tuple(row)
     return {
         "kind": kind,
         "id": event_id,
         "seq": seq,
-        "timestamp": timestamp,
+        "timestamp": stamp(timestamp),
         "source": source,
         **payload,
     }
+
+
+def shown(event: dict[str, Any], with_seq: bool = False) -> dict[str, Any]:
+    """An event as clients get it: without `seq` (an OpenHands client refuses unknown
+    fields), unless they asked for it."""
+    if with_seq:
+        return event
+    return {key: value for key, value in event.items() if key != "seq"}
 
 
 # What cannot be stored as text on both databases: NUL (Postgres text and JSONB refuse it)
@@ -67,13 +84,17 @@ def event_row(event: EventBase) -> dict[str, Any]:
     The user's input was refused (422) before it got here; what the agent side writes (LLM
     replies, tool arguments and results) is data and is stored this way, never refused.
     """
-    row: dict[str, Any] = {"id": event.id, "kind": event.kind, "source": event.source}
-    try:
-        row["search_text"] = event.search_text()
-    except TypeError:  # orjson, encoding an ActionEvent's arguments, refuses lone surrogates
+    # Checked on the Python values: JSON encoding would fail on, or silently rewrite, a lone
+    # surrogate in a key.
+    if _unstorable(event.model_dump()):
         return _storable_row(event)
-    row["payload"] = event.payload()
-    return _storable_row(event) if _unstorable(row) else row
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "source": event.source,
+        "search_text": event.search_text(),
+        "payload": event.payload(),
+    }
 
 
 def _storable_row(event: EventBase) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from app.db.types import JSONType, UTCDateTime
 
 
 class ExecutionStatus(enum.StrEnum):
+    """The OpenHands SDK's statuses (those this server uses). A conversation whose run waits
+    in the queue is `running`; the run itself says `queued`."""
+
     IDLE = "idle"
-    QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"

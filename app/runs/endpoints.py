@@ -1,12 +1,13 @@
 """Run routes: start, pause, interrupt, list and get."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import error_responses
+from app.models import Run
 from app.runs import service
 from app.runs.schemas import RunPage, RunRead
 
@@ -31,40 +32,56 @@ async def start_run(
     return RunRead.model_validate(run)
 
 
+_NO_ACTIVE_RUN: dict[int | str, dict[str, Any]] = {
+    200: {"description": "No active run: nothing to stop (body null)"}
+}
+
+
+def _stopping(
+    run: Run | None, request: Request, background: BackgroundTasks, response: Response
+) -> RunRead | None:
+    if run is None:
+        response.status_code = status.HTTP_200_OK
+        return None
+    service.wake_worker(request, background, run.id)
+    return RunRead.model_validate(run)
+
+
 @router.post(
     "/conversations/{conversation_id}/pause",
-    response_model=RunRead,
+    response_model=RunRead | None,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(404, 422, extra=_NO_ACTIVE_RUN),
 )
 async def pause_run(
     conversation_id: uuid.UUID,
     session: WriteSessionDep,
     request: Request,
     background: BackgroundTasks,
-) -> RunRead:
-    """Stop the active run after its current step."""
+    response: Response,
+) -> RunRead | None:
+    """Stop the active run after its current step (202); 200 and null when none is active."""
     run = await service.pause(session, conversation_id)
-    service.wake_worker(request, background, run.id)
-    return RunRead.model_validate(run)
+    return _stopping(run, request, background, response)
 
 
 @router.post(
     "/conversations/{conversation_id}/interrupt",
-    response_model=RunRead,
+    response_model=RunRead | None,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(404, 422, extra=_NO_ACTIVE_RUN),
 )
 async def interrupt_run(
     conversation_id: uuid.UUID,
     session: WriteSessionDep,
     request: Request,
     background: BackgroundTasks,
-) -> RunRead:
-    """Cancel the active run's in-flight LLM or tool call and stop it."""
+    response: Response,
+) -> RunRead | None:
+    """Cancel the active run's in-flight LLM or tool call and stop it (202); 200 and null
+    when none is active."""
     run = await service.interrupt(session, conversation_id)
-    service.wake_worker(request, background, run.id)
-    return RunRead.model_validate(run)
+    return _stopping(run, request, background, response)
 
 
 @router.get(

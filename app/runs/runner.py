@@ -24,7 +24,7 @@ from sqlalchemy.orm import undefer
 from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, StepOutcome
 from app.clock import utcnow
 from app.config import Settings
-from app.conversations.state import transition
+from app.conversations.state import record_full_state, transition
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
@@ -455,7 +455,7 @@ class Runner:
             stop = CUT_OFF
         dangling: list[EventBase] = [
             AgentErrorEvent(
-                error=unanswered(tool or "tool", stop), tool_name=tool or None, tool_call_id=call_id
+                error=unanswered(tool or "tool", stop), tool_name=tool or "", tool_call_id=call_id
             )
             for call_id, tool in self._open_actions.items()
         ]
@@ -476,22 +476,24 @@ class Runner:
                 await events_service.append(session, self.lease.conversation_id, dangling)
             if stop is GIVE_BACK:
                 await repository.requeue(session, self.lease)
-            else:
-                await repository.finish(
-                    session,
-                    self.lease.run_id,
-                    status=stop.run_status,
-                    stop_reason=stop.stop_reason,
-                    error=stop.error,
-                    now=utcnow(),
-                    only_if_epoch=self.lease.epoch,
-                )
-            await transition(
+                return  # the conversation stays `running`: its run waits in the queue again
+            await repository.finish(
+                session,
+                self.lease.run_id,
+                status=stop.run_status,
+                stop_reason=stop.stop_reason,
+                error=stop.error,
+                now=utcnow(),
+                only_if_epoch=self.lease.epoch,
+            )
+            moved = await transition(
                 session,
                 self.lease.conversation_id,
                 stop.conversation_status,
                 allowed_from=(ExecutionStatus.RUNNING,),
             )
+            if moved:
+                await record_full_state(session, self.lease.conversation_id)
 
         # Like the step's writes, the last one is never cut in half by a cancellation.
         _, cancelled = await _whole(self._fenced(write))

@@ -8,7 +8,7 @@ from fastapi import BackgroundTasks, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
-from app.conversations.state import transition
+from app.conversations.state import record_full_state, transition
 from app.errors import BadRequest, Conflict, NotFound
 from app.events import service as events_service
 from app.events.schemas import InterruptEvent, PauseEvent
@@ -45,7 +45,7 @@ async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
     is looked up only when it was.
     """
     moved = await transition(
-        session, conversation_id, ExecutionStatus.QUEUED, allowed_from=STARTABLE
+        session, conversation_id, ExecutionStatus.RUNNING, allowed_from=STARTABLE
     )
     if not moved:
         raise await _refusal(session, conversation_id)
@@ -85,23 +85,27 @@ async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
     worker.look(run_id)
 
 
-async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
-    """Stop after the current step (a queued run is cancelled at once)."""
+async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:
+    """Stop after the current step (a queued run is cancelled at once). None when there is
+    no active run: nothing to stop, and nothing changes (OpenHands answers that with 200)."""
     return await _stop(session, conversation_id, interrupt=False)
 
 
-async def interrupt(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
-    """Cancel the in-flight LLM or tool call (a queued run is cancelled at once)."""
+async def interrupt(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:
+    """Cancel the in-flight LLM or tool call (a queued run is cancelled at once); None when
+    there is no active run."""
     return await _stop(session, conversation_id, interrupt=True)
 
 
-async def _stop(session: AsyncSession, conversation_id: uuid.UUID, *, interrupt: bool) -> Run:
+async def _stop(
+    session: AsyncSession, conversation_id: uuid.UUID, *, interrupt: bool
+) -> Run | None:
     if await session.get(Conversation, conversation_id) is None:
         raise NotFound(f"conversation {conversation_id} not found")
     run = await repository.active_for(session, conversation_id)
     if run is None:
-        raise Conflict(f"conversation {conversation_id} has no active run")
-    event = InterruptEvent(reason="requested") if interrupt else PauseEvent()
+        return None
+    event = InterruptEvent() if interrupt else PauseEvent()
     await events_service.append(session, conversation_id, [event])
     if run.status == RunStatus.QUEUED.value:
         stopped = await repository.finish(
@@ -112,8 +116,8 @@ async def _stop(session: AsyncSession, conversation_id: uuid.UUID, *, interrupt:
             now=utcnow(),
             only_if_status=(RunStatus.QUEUED,),
         )
-        if stopped:
-            await transition(session, conversation_id, ExecutionStatus.PAUSED)
+        if stopped and await transition(session, conversation_id, ExecutionStatus.PAUSED):
+            await record_full_state(session, conversation_id)
     else:
         flag = "interrupt_requested" if interrupt else "pause_requested"
         await repository.set_flag(session, run.id, flag)

@@ -21,7 +21,7 @@ PAUSED = Stop(RunStatus.CANCELLED, "paused", ExecutionStatus.PAUSED)
 INTERRUPTED = Stop(RunStatus.INTERRUPTED, "interrupted", ExecutionStatus.PAUSED)
 # Shutdown: the run goes back to the queue (any worker continues it from its events), or,
 # when a tool call was cut off half-way and may have had effects, it is paused for a person.
-GIVE_BACK = Stop(RunStatus.QUEUED, "shutdown", ExecutionStatus.QUEUED)
+GIVE_BACK = Stop(RunStatus.QUEUED, "shutdown", ExecutionStatus.RUNNING)
 CUT_OFF = Stop(RunStatus.CANCELLED, "shutdown", ExecutionStatus.PAUSED)
 
 

@@ -46,7 +46,7 @@ async def _fail_lost(session: AsyncSession, run: Run) -> bool:
                 "no observation was recorded for this action: the worker running it was lost, "
                 "and the tool call was not run again"
             ),
-            tool_name=tool_name or None,
+            tool_name=tool_name or "",
             tool_call_id=call_id,
         )
         for call_id, tool_name in await _unanswered_actions(session, run)

@@ -24,10 +24,8 @@ from typing import Any
 from app.agent.base import DEFAULT_AGENT_KIND, AgentBase, agent_class, agent_kinds
 from app.clock import utcnow
 from app.config import Settings
-from app.conversations.state import transition
 from app.db.session import Database
 from app.errors import Unprocessable
-from app.models import ExecutionStatus
 from app.runs import repository
 from app.runs.hot_write import hot_writer
 from app.runs.repository import Lease
@@ -175,17 +173,10 @@ class Worker:
             if not await repository.any_queued(session):
                 return []
         async with self.db.session(write=True) as session:
-            leases = await repository.claim(
+            # The conversation shows `running` from the start of its run (queued or not).
+            return await repository.claim(
                 session, self.worker_id, self.settings.run_lease_seconds, utcnow(), limit
             )
-            for lease in leases:
-                await transition(
-                    session,
-                    lease.conversation_id,
-                    ExecutionStatus.RUNNING,
-                    allowed_from=(ExecutionStatus.QUEUED,),
-                )
-            return leases
 
     async def _control_loop(self) -> None:
         """For every run this process holds, in one query each: read pause/interrupt flags

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.events.schemas import SkillUse, SystemPromptEvent, TextContent
+from app.events.schemas import SystemPromptEvent, TextContent
 from app.skills.frontmatter import FrontMatterError, parse
 
 HEADER = (
@@ -44,22 +44,18 @@ def render(base: str, skills: Sequence[SkillText]) -> str:
 
 
 def with_skills(event: SystemPromptEvent, skills: Sequence[SkillText]) -> SystemPromptEvent:
-    """The agent's own prompt event with the skills rendered in and recorded by version."""
+    """The agent's own prompt event with the skills rendered in, each with its version (the
+    `<skill name=... version=...>` element records which version a run used)."""
     text = render(event.system_prompt.text, skills)
-    return event.model_copy(
-        update={
-            "system_prompt": TextContent(text=text),
-            "skills": [SkillUse(name=s.name, version=s.version) for s in skills],
-        }
-    )
+    return event.model_copy(update={"system_prompt": TextContent(text=text)})
 
 
 def still_holds(recorded: dict[str, Any], event: SystemPromptEvent) -> bool:
-    """Whether a stored SystemPromptEvent says the same as `event` (text, tools, skills)."""
+    """Whether a stored SystemPromptEvent says the same as `event` (the text, with the skills
+    and their versions, and the tools)."""
     fresh = event.payload()  # as it would be stored: JSON types
     prompt = recorded.get("system_prompt") or {}
     return bool(
         prompt.get("text") == fresh["system_prompt"]["text"]
         and (recorded.get("tools") or []) == fresh["tools"]
-        and (recorded.get("skills") or []) == fresh["skills"]
     )

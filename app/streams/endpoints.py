@@ -18,13 +18,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from app.clock import utcnow
 from app.config import Settings
-from app.conversations.schemas import ConversationRead
+from app.conversations.state import full_state
 from app.db.session import Database
 from app.errors import AppError, BadRequest, NotFound, error_responses
 from app.events import service as events_service
 from app.events.schemas import (
-    ConversationStateUpdateEvent,
     Message,
     MessageEvent,
     UserMessageCreate,
@@ -121,6 +121,7 @@ async def stream_events(
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     replay: Annotated[Literal["all"] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    with_seq: Annotated[bool, Query(description="Add `seq` to each event's data")] = False,
 ) -> StreamingResponse:
     """Server-Sent Events: each event's `id:` is its seq. `Last-Event-ID` (or `after_seq`)
     resumes right after that seq; `replay=all` starts from the first event; otherwise only
@@ -147,7 +148,8 @@ async def stream_events(
             if row is None:
                 yield b": keepalive\n\n"
             else:
-                yield b"id: %d\ndata: %s\n\n" % (row["seq"], orjson.dumps(row, option=_JSON))
+                data = orjson.dumps(events_service.shown(row, with_seq), option=_JSON)
+                yield b"id: %d\ndata: %s\n\n" % (row["seq"], data)
         if subscription.overflowed:
             yield b": too far behind; reconnect with Last-Event-ID\n\n"
 
@@ -177,11 +179,23 @@ async def _authenticate(websocket: WebSocket, settings: Settings) -> bool:
     return isinstance(key, str) and key_accepted(settings, key)
 
 
+def _is_auth_frame(frame: str) -> bool:
+    if '"auth"' not in frame:
+        return False
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "auth"
+
+
 async def _receive_messages(websocket: WebSocket, db: Database, conversation_id: uuid.UUID) -> None:
     """Each text frame holding a user message is appended, and the conversation runs."""
     worker = getattr(websocket.app.state, "worker", None)
     while True:
         frame = await websocket.receive_text()
+        if _is_auth_frame(frame):  # the OpenHands client sends one even to a server without keys
+            continue
         try:
             body = UserMessageCreate.model_validate_json(frame)
         except ValidationError as exc:
@@ -189,7 +203,8 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             error = {"type": "error", "message": "not a user message", "details": errors}
             await websocket.send_text(orjson.dumps(error).decode())
             continue
-        event = MessageEvent(source="user", llm_message=Message(role="user", content=body.content))
+        message = Message(role="user", content=body.content)
+        event = MessageEvent(source="user", llm_message=message, sender=body.sender)
         try:
             async with db.session(write=True) as session:
                 await events_service.append(session, conversation_id, [event])
@@ -211,6 +226,7 @@ async def events_socket(
     conversation_id: str,
     resend_mode: str | None = None,
     after_seq: int | None = None,
+    with_seq: bool = False,
 ) -> None:
     """OpenHands agent-server compatible: auth by X-Session-API-Key or a first frame
     {"type": "auth", "session_api_key": ...} (close 4001); unknown conversation: close 4004.
@@ -241,16 +257,15 @@ async def events_socket(
         start = after_seq
     else:
         start = 0 if resend_mode == "all" else conversation.last_seq
-    state = ConversationStateUpdateEvent(
-        key="full_state",
-        value=ConversationRead.model_validate(conversation).model_dump(mode="json"),
-    )
+    state = full_state(conversation).model_dump(mode="json", exclude={"seq"})
+    state["timestamp"] = events_service.stamp(utcnow())
 
     async def send() -> None:
-        await websocket.send_text(state.model_dump_json())
+        await websocket.send_text(orjson.dumps(state, option=_JSON).decode())
         async for row in follow(db, hub, subscription, start, settings.stream_keepalive_seconds):
             if row is not None:
-                await websocket.send_text(orjson.dumps(row, option=_JSON).decode())
+                frame = orjson.dumps(events_service.shown(row, with_seq), option=_JSON)
+                await websocket.send_text(frame.decode())
         if subscription.overflowed:
             await websocket.close(WS_TRY_AGAIN, "too far behind: reconnect with after_seq")
         else:

@@ -3,7 +3,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import AGENT, create_conversation
+from tests.conftest import AGENT, WITH_SEQ, create_conversation
 
 
 async def test_create_returns_201_with_defaults_and_etag(client: httpx.AsyncClient) -> None:
@@ -67,15 +67,14 @@ async def test_api_key_is_stored_but_never_returned(client: httpx.AsyncClient) -
 
 
 async def test_initial_message_becomes_the_first_event(client: httpx.AsyncClient) -> None:
-    created = await create_conversation(
-        client, initial_message={"role": "user", "content": [{"type": "text", "text": "Hi"}]}
-    )
+    message = {"role": "user", "content": [{"type": "text", "text": "Hi"}], "sender": "bot"}
+    created = await create_conversation(client, initial_message=message)
     assert created["last_seq"] == 1
-    page = (await client.get(f"/api/conversations/{created['id']}/events/search")).json()
-    (event,) = page["items"]
+    url = f"/api/conversations/{created['id']}/events/search"
+    (event,) = (await client.get(url, params=WITH_SEQ)).json()["items"]
     assert event["kind"] == "MessageEvent"
     assert event["seq"] == 1
-    assert event["source"] == "user"
+    assert event["source"] == "user" and event["sender"] == "bot"
     assert event["llm_message"] == {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
 
 

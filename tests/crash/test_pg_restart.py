@@ -48,7 +48,10 @@ async def test_streams_resume_without_gaps_after_a_postgres_restart(
 
             await wait_for(attempt, f"the append of {text!r}", limit=60, every=0.5)
 
-        async with sse(a.base, cid, replay="all") as on_a, sse(b.base, cid, replay="all") as on_b:
+        async with (
+            sse(a.base, cid, replay="all", with_seq=True) as on_a,
+            sse(b.base, cid, replay="all", with_seq=True) as on_b,
+        ):
             for i in range(5):
                 await send(f"before {i}")
             first = [await on_a.events(5, wait=10), await on_b.events(5, wait=10)]

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.db.session import Database
 from app.models import LLMCall
+from tests.conftest import event_seqs
 from tests.crash.conftest import THINK, ServerFactory, llm_agent, wait_for
 from tests.runs.conftest import FakeLLM
 from tests.streams.conftest import sse
@@ -39,19 +40,6 @@ async def _run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     return data
 
 
-async def _seqs(client: httpx.AsyncClient, cid: str) -> list[int]:
-    seqs: list[int] = []
-    page: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 100, **({"page_id": page} if page else {})}
-        response = await client.get(f"/api/conversations/{cid}/events/search", params=params)
-        data = response.json()
-        seqs += [e["seq"] for e in data["items"]]
-        page = data["next_page_id"]
-        if not page:
-            return seqs
-
-
 async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: FakeLLM) -> None:
     """A holds the run; B (no worker) streams it, PATCHes the conversation and pauses the
     run. B's client gets every event in order, the run stops within one step of the pause,
@@ -61,7 +49,7 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
     await llm.script(*[THINK] * 200, latency=0.1)
     async with httpx.AsyncClient(base_url=a.base) as ca, httpx.AsyncClient(base_url=b.base) as cb:
         cid = await _conversation(cb, llm)
-        async with sse(b.base, cid, replay="all") as stream:
+        async with sse(b.base, cid, replay="all", with_seq=True) as stream:
             run_id = await _message_and_run(cb, cid)
             seen = await stream.events(12, wait=20)
             patched = await cb.patch(f"/api/conversations/{cid}", json={"title": "from B"})
@@ -75,7 +63,7 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
             last = (await cb.get(f"/api/conversations/{cid}")).json()["last_seq"]
             seen += await stream.events(last - len(seen), wait=10)
         assert run["worker_id"] and run["status"] == "cancelled" and run["stop_reason"] == "paused"
-        assert [e["seq"] for e in seen] == list(range(1, last + 1)) == await _seqs(ca, cid)
+        assert [e["seq"] for e in seen] == list(range(1, last + 1)) == await event_seqs(ca, cid)
         assert any(e["kind"] == "PauseEvent" for e in seen)
         final = (await ca.get(f"/api/conversations/{cid}")).json()
         assert final["title"] == "from B" and final["stats"]["llm_calls"] >= 5, final
@@ -128,7 +116,7 @@ async def test_kill_9_keeps_every_seen_event_and_the_run_is_failed_as_worker_los
         await wait_for(lambda: _status_is(ca, cid, "running"), "A to claim the run")
     b = await servers(worker=True)  # started after the claim: the run is A's
     async with httpx.AsyncClient(base_url=b.base) as cb:
-        async with sse(b.base, cid, replay="all") as stream:
+        async with sse(b.base, cid, replay="all", with_seq=True) as stream:
             seen = await stream.events(20, wait=30)
             holder = (await _run(cb, run_id))["worker_id"]
             assert holder and f":{a.proc.pid}:" in holder, holder
@@ -137,7 +125,7 @@ async def test_kill_9_keeps_every_seen_event_and_the_run_is_failed_as_worker_los
             await asyncio.to_thread(a.proc.wait, 10)
         run = await wait_for(lambda: _until_ended(cb, run_id), "the sweeper", limit=15)
         recovered_in = time.monotonic() - killed_at
-        stored = await _seqs(cb, cid)
+        stored = await event_seqs(cb, cid)
         assert [e["seq"] for e in seen] == stored[: len(seen)]
         assert (run["status"], run["stop_reason"]) == ("failed", "worker_lost")
         # lease 2 s + sweeper every 0.3 s (+ the control poll): well inside 6 s
@@ -181,7 +169,7 @@ async def test_a_stopped_runner_past_its_lease_writes_nothing_when_it_resumes(
         new_run = await _message_and_run(cb, cid)
         done = await wait_for(lambda: _until_ended(cb, new_run), "the new run on B")
         assert done["status"] == "completed", done
-        before = await _seqs(cb, cid)
+        before = await event_seqs(cb, cid)
         async with db.session(write=False) as session:
             calls_before = await session.scalar(
                 select(func.count())
@@ -190,7 +178,7 @@ async def test_a_stopped_runner_past_its_lease_writes_nothing_when_it_resumes(
             )
         a.signal(signal.SIGCONT)
         await asyncio.sleep(4)  # A's in-flight LLM call ends; its write meets the fence
-        assert await _seqs(cb, cid) == before
+        assert await event_seqs(cb, cid) == before
         assert await _run(cb, old_run) == failed
         async with db.session(write=False) as session:
             calls_after = await session.scalar(
@@ -223,18 +211,17 @@ async def test_three_processes_thirty_subscribers_each_see_exactly_their_convers
 
         async def subscriber(index: int, started: asyncio.Event) -> tuple[str, list[int]]:
             cid = cids[index % len(cids)]
-            async with sse(procs[index % 3].base, cid, replay="all") as stream:
+            async with sse(procs[index % 3].base, cid, replay="all", with_seq=True) as stream:
                 started.set()
                 seqs: list[int] = []
                 while True:
                     event = await stream.next_event(wait=30)
                     assert event is not None
                     seqs.append(event["seq"])
-                    if event["kind"] == "ConversationStateUpdateEvent" and event["value"] in (
-                        "finished",
-                        "paused",
-                        "error",
-                    ):
+                    # The run's last event, where an OpenHands client's run() returns.
+                    update = event["kind"] == "ConversationStateUpdateEvent"
+                    if update and event["key"] == "full_state":
+                        assert event["value"]["execution_status"] == "finished", event
                         return cid, seqs
 
         flags = [asyncio.Event() for _ in range(90)]
@@ -244,6 +231,6 @@ async def test_three_processes_thirty_subscribers_each_see_exactly_their_convers
         results = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         for run_id in runs:
             assert (await _run(client, run_id))["status"] == "completed"
-        expected = {cid: await _seqs(client, cid) for cid in cids}
+        expected = {cid: await event_seqs(client, cid) for cid in cids}
     for cid, seqs in results:
         assert seqs == expected[cid] == list(range(1, len(seqs) + 1))

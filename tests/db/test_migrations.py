@@ -126,3 +126,46 @@ async def test_0008_cuts_long_search_text_and_the_index_follows(tmp_dir: Path) -
     finally:
         await db.dispose()
         await asyncio.to_thread(drop_database, BASE_URL, url)
+
+
+async def test_0010_a_queued_conversation_becomes_running_and_back(tmp_dir: Path) -> None:
+    url = await asyncio.to_thread(create_database, BASE_URL, tmp_dir, "mig_queued")
+    db = await asyncio.to_thread(Database.from_url, url)
+    try:
+        await asyncio.to_thread(migrations.upgrade, url, "0009")
+        now = datetime.now(UTC)
+        ids = {status: uuid.uuid4() for status in ("queued", "idle", "running")}
+        async with db.session(write=True) as session:
+            for status, cid in ids.items():
+                key = cid if not db.is_sqlite else cid.hex
+                await session.execute(
+                    text(
+                        "INSERT INTO conversations (id, title, tags, agent, execution_status, "
+                        "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
+                        "(:id, 't', '{}', '{}', :status, 5, '{}', 0, 1, :now, :now)"
+                    ).bindparams(id=key, status=status, now=now)
+                )
+            queued = ids["queued"] if not db.is_sqlite else ids["queued"].hex
+            await session.execute(
+                text(
+                    "INSERT INTO runs (id, conversation_id, status, iterations, lease_epoch, "
+                    "pause_requested, interrupt_requested, step_db_ms, created_at) VALUES "
+                    "(:id, :c, 'queued', 0, 0, false, false, '[]', :now)"
+                ).bindparams(
+                    id=uuid.uuid4() if not db.is_sqlite else uuid.uuid4().hex, c=queued, now=now
+                )
+            )
+
+        async def statuses() -> list[str]:
+            async with db.session(write=False) as session:
+                rows = await session.execute(text("SELECT id, execution_status FROM conversations"))
+                found = {uuid.UUID(str(r[0])): r[1] for r in rows}
+            return [found[ids[s]] for s in ("queued", "idle", "running")]
+
+        await asyncio.to_thread(migrations.upgrade, url, "0010")
+        assert await statuses() == ["running", "idle", "running"]
+        await asyncio.to_thread(migrations.downgrade, url, "0009")
+        assert await statuses() == ["queued", "idle", "running"]  # only the one with a queued run
+    finally:
+        await db.dispose()
+        await asyncio.to_thread(drop_database, BASE_URL, url)

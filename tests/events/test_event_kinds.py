@@ -11,11 +11,28 @@ from app.events import service
 from app.events.schemas import AnyEvent, EventBase
 from tests.conftest import create_conversation
 
+# In the OpenHands SDK's shapes (each validates with its `Event.model_validate`).
 SAMPLES: list[dict[str, Any]] = [
     {
         "kind": "SystemPromptEvent",
         "system_prompt": {"type": "text", "text": "You are helpful"},
-        "tools": [{"name": "finish"}],
+        "tools": [
+            {
+                "kind": "FinishTool",
+                "title": "finish",
+                "description": "Finish the task.",
+                "action_type": "FinishAction",
+                "observation_type": "FinishObservation",
+                "annotations": {
+                    "title": "finish",
+                    "readOnlyHint": True,
+                    "destructiveHint": False,
+                    "idempotentHint": True,
+                    "openWorldHint": False,
+                },
+                "meta": None,
+            }
+        ],
     },
     {
         "kind": "MessageEvent",
@@ -26,15 +43,29 @@ SAMPLES: list[dict[str, Any]] = [
         "kind": "ActionEvent",
         "tool_name": "terminal",
         "tool_call_id": "call_1",
-        "arguments": {"command": "ls -la"},
+        "tool_call": {
+            "id": "call_1",
+            "name": "terminal",
+            "arguments": '{"command": "ls -la"}',
+            "origin": "completion",
+        },
+        "action": {"kind": "TerminalAction", "command": "ls -la"},
         "thought": [{"type": "text", "text": "list files"}],
+        "llm_response_id": "response-1",
+        "security_risk": "UNKNOWN",
     },
     {
         "kind": "ObservationEvent",
         "tool_name": "terminal",
         "tool_call_id": "call_1",
         "action_id": "a1",
-        "content": [{"type": "text", "text": "README.md"}],
+        "observation": {
+            "kind": "TerminalObservation",
+            "content": [{"type": "text", "text": "README.md"}],
+            "is_error": False,
+            "command": "ls -la",
+            "exit_code": 0,
+        },
     },
     {
         "kind": "AgentErrorEvent",
@@ -45,7 +76,7 @@ SAMPLES: list[dict[str, Any]] = [
     {"kind": "ConversationStateUpdateEvent", "key": "execution_status", "value": "running"},
     {"kind": "ConversationErrorEvent", "code": "LLMError", "detail": "rate limited"},
     {"kind": "PauseEvent"},
-    {"kind": "InterruptEvent", "reason": "user pressed stop"},
+    {"kind": "InterruptEvent"},
 ]
 
 
@@ -72,6 +103,7 @@ async def test_every_kind_round_trips_through_the_store(
     for sample, item in zip(SAMPLES, page["items"], strict=True):
         for key, value in sample.items():
             assert item[key] == value, (sample["kind"], key)
+        assert "seq" not in item, item
         # What the API returns validates back into the same typed model.
         assert adapter.validate_python(item).kind == sample["kind"]
 
@@ -131,3 +163,16 @@ async def test_kind_and_source_counts_equal_count_star(
         == await sql_count()
         == len(SAMPLES) + 4
     )
+
+
+def test_what_a_sample_leaves_out_is_filled_in_as_the_sdk_has_it() -> None:
+    """Strings, never null, where the SDK wants strings; its defaults otherwise."""
+    adapter: TypeAdapter[EventBase] = TypeAdapter(AnyEvent)
+    error = adapter.validate_python({"kind": "AgentErrorEvent", "error": "boom"}).payload()
+    assert (error["tool_name"], error["tool_call_id"]) == ("", "")
+    bare = {k: v for k, v in SAMPLES[2].items() if k != "security_risk"}
+    bare["tool_call"] = {k: v for k, v in bare["tool_call"].items() if k != "origin"}
+    action = adapter.validate_python(bare).payload()
+    assert action["security_risk"] == "UNKNOWN"
+    assert action["tool_call"]["origin"] == "completion"
+    assert "reason" not in adapter.validate_python({"kind": "InterruptEvent"}).payload()

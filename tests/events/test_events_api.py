@@ -1,3 +1,4 @@
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -5,7 +6,11 @@ import httpx
 import pytest
 
 from app.db.session import Database
-from tests.conftest import collect_pages, create_conversation, send_message
+from tests.conftest import WITH_SEQ, create_conversation, event_seqs, send_message
+
+# UTC with microseconds always, so that timestamps compare as strings in time order.
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+MESSAGE = {"role": "user", "content": [{"type": "text", "text": "one"}]}
 
 
 @pytest.fixture
@@ -13,20 +18,60 @@ async def conversation(client: httpx.AsyncClient) -> dict[str, object]:
     return await create_conversation(client)
 
 
-async def test_append_returns_the_event_with_its_seq(
+async def test_append_returns_the_event_and_its_seq(
     client: httpx.AsyncClient, conversation: dict[str, object]
 ) -> None:
-    first = await send_message(client, conversation["id"], "one")
-    second = await send_message(client, conversation["id"], "two")
-    assert (first["seq"], second["seq"]) == (1, 2)
+    """The answer is the event without `seq` (an OpenHands client refuses it), which comes in
+    the X-Event-Seq header, and in the event with `with_seq=true`."""
+    url = f"/api/conversations/{conversation['id']}/events"
+    response = await client.post(url, json=MESSAGE)
+    assert response.status_code == 201 and response.headers["X-Event-Seq"] == "1"
+    first = response.json()
+    assert list(first)[:4] == ["kind", "id", "timestamp", "source"] and "seq" not in first
     assert first["kind"] == "MessageEvent" and first["source"] == "user"
-    assert list(first)[:5] == ["kind", "id", "seq", "timestamp", "source"]
-    stamp = datetime.fromisoformat(str(first["timestamp"]).replace("Z", "+00:00"))
+    assert STAMP.fullmatch(first["timestamp"]), first["timestamp"]
+    stamp = datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00"))
     assert stamp.utcoffset() == timedelta(0)
-    fetched = await client.get(f"/api/conversations/{conversation['id']}/events/{first['id']}")
+    response = await client.post(url, json=MESSAGE, params=WITH_SEQ)
+    assert response.status_code == 201 and response.headers["X-Event-Seq"] == "2"
+    second = response.json()
+    assert list(second)[:5] == ["kind", "id", "seq", "timestamp", "source"]
+    assert second["seq"] == 2
+    fetched = await client.get(f"{url}/{first['id']}")
     assert fetched.status_code == 200 and fetched.json() == first
+    fetched = await client.get(f"{url}/{first['id']}", params=WITH_SEQ)
+    assert fetched.status_code == 200 and fetched.json() == {**first, "seq": 1}
+    found = (await client.get(f"{url}/search")).json()["items"]
+    assert found == [first, {k: v for k, v in second.items() if k != "seq"}]
     after = (await client.get(f"/api/conversations/{conversation['id']}")).json()
     assert after["last_seq"] == 2 and after["version"] == 3
+
+
+async def test_sender_and_cache_prompt_are_kept_as_the_sdk_has_them(
+    client: httpx.AsyncClient, conversation: dict[str, object]
+) -> None:
+    """`sender` is kept when given; `cache_prompt` only when true (the SDK's default is
+    false), on text and image parts alike."""
+    url = f"/api/conversations/{conversation['id']}/events"
+    content = [
+        {"type": "text", "text": "cached", "cache_prompt": True},
+        {"type": "text", "text": "not cached", "cache_prompt": False},
+        {"type": "image", "image_urls": ["https://example.com/a.png"], "cache_prompt": True},
+    ]
+    response = await client.post(url, json={"content": content, "sender": "reviewer-bot"})
+    assert response.status_code == 201, response.text
+    stored = (await client.get(f"{url}/{response.json()['id']}")).json()
+    assert stored == response.json()
+    assert stored["sender"] == "reviewer-bot"
+    assert stored["llm_message"]["content"] == [
+        content[0],
+        {"type": "text", "text": "not cached"},
+        content[2],
+    ]
+    plain = await send_message(client, conversation["id"], "no sender")
+    assert "sender" not in plain
+    part = {"type": "text", "text": "no sender"}
+    assert plain["llm_message"] == {"role": "user", "content": [part]}
 
 
 async def test_append_accepts_run_flag_and_rejects_bad_bodies(
@@ -39,6 +84,9 @@ async def test_append_accepts_run_flag_and_rejects_bad_bodies(
         {"role": "assistant", "content": [{"type": "text", "text": "x"}]},
         {"role": "user", "content": []},
         {"role": "user", "content": [{"type": "video", "url": "x"}]},
+        {"role": "user", "content": [{"type": "text", "text": "x", "note": "not an SDK field"}]},
+        {"role": "user", "content": [{"type": "image", "image_urls": [], "detail": "high"}]},
+        {"role": "user", "content": [{"type": "text", "text": "x"}], "sender": 7},
         {"role": "user"},
     ):
         response = await client.post(url, json=body)
@@ -50,19 +98,14 @@ async def test_append_accepts_run_flag_and_rejects_bad_bodies(
     assert missing.status_code == 404
 
 
-async def _all_seqs(client: httpx.AsyncClient, cid: object, **params: object) -> list[int]:
-    url = f"/api/conversations/{cid}/events/search"
-    return await collect_pages(client, url, "seq", **params)
-
-
 async def test_search_pages_in_seq_order_both_ways(
     client: httpx.AsyncClient, conversation: dict[str, object]
 ) -> None:
     for i in range(7):
         await send_message(client, conversation["id"], f"m{i}")
     cid = conversation["id"]
-    assert await _all_seqs(client, cid, limit=3) == [1, 2, 3, 4, 5, 6, 7]
-    assert await _all_seqs(client, cid, limit=2, sort_order="TIMESTAMP_DESC") == [
+    assert await event_seqs(client, cid, limit=3) == [1, 2, 3, 4, 5, 6, 7]
+    assert await event_seqs(client, cid, limit=2, sort_order="TIMESTAMP_DESC") == [
         7,
         6,
         5,
@@ -88,12 +131,19 @@ async def test_pages_are_stable_while_events_are_appended(
     desc = (await client.get(url, params={"limit": 2, "sort_order": "TIMESTAMP_DESC"})).json()
     for i in range(3):
         await send_message(client, cid, f"late{i}")
-    asc2 = (await client.get(url, params={"limit": 100, "page_id": asc["next_page_id"]})).json()
+    asc2 = (
+        await client.get(url, params={"limit": 100, "page_id": asc["next_page_id"], **WITH_SEQ})
+    ).json()
     assert [e["seq"] for e in asc2["items"]] == [3, 4, 5, 6, 7]
     desc2 = (
         await client.get(
             url,
-            params={"limit": 100, "page_id": desc["next_page_id"], "sort_order": "TIMESTAMP_DESC"},
+            params={
+                "limit": 100,
+                "page_id": desc["next_page_id"],
+                "sort_order": "TIMESTAMP_DESC",
+                **WITH_SEQ,
+            },
         )
     ).json()
     assert [e["seq"] for e in desc2["items"]] == [2, 1]
@@ -110,10 +160,10 @@ async def test_body_filter_is_a_case_insensitive_substring(
     url = f"/api/conversations/{cid}/events"
 
     async def seqs(body: str) -> list[int]:
-        page = (await client.get(f"{url}/search", params={"body": body})).json()
+        found = await event_seqs(client, cid, body=body)
         count = (await client.get(f"{url}/count", params={"body": body})).json()
-        assert count == len(page["items"])
-        return [e["seq"] for e in page["items"]]
+        assert count == len(found)
+        return found
 
     assert await seqs("quick BROWN") == [1]
     assert await seqs("% sure") == [3]
@@ -131,8 +181,7 @@ async def test_kind_and_source_filters(
     await send_message(client, cid, "a")
     url = f"/api/conversations/{cid}/events"
     for kind in ("MessageEvent", "openhands.sdk.event.llm_convertible.message.MessageEvent"):
-        page = (await client.get(f"{url}/search", params={"kind": kind})).json()
-        assert [e["seq"] for e in page["items"]] == [1]
+        assert await event_seqs(client, cid, kind=kind) == [1]
         assert (await client.get(f"{url}/count", params={"kind": kind})).json() == 1
     none = (await client.get(f"{url}/search", params={"kind": "ActionEvent"})).json()
     assert none == {"items": [], "next_page_id": None}
@@ -205,6 +254,8 @@ async def test_get_event_and_batch_get(
     )
     assert response.status_code == 200
     assert response.json() == [b, None, a]
+    with_seq = await client.get(url, params={"event_ids": [b["id"], "nope"], **WITH_SEQ})
+    assert with_seq.json() == [{**b, "seq": 2}, None]
     too_many = [("event_ids", f"e{i}") for i in range(101)]
     assert (await client.get(url, params=too_many)).status_code == 422
     assert (await client.get(url)).status_code == 422

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from app.db.session import Database
 from app.events import service, text_search
 from app.events.schemas import Message, MessageEvent, TextContent
-from tests.conftest import collect_pages, create_conversation
+from tests.conftest import create_conversation, event_seqs
 
 
 def _message(body: str) -> MessageEvent:
@@ -19,11 +19,6 @@ def _message(body: str) -> MessageEvent:
 async def _seed(db: Database, cid: uuid.UUID, bodies: list[str]) -> None:
     async with db.session(write=True) as session:
         await service.append(session, cid, [_message(b) for b in bodies])
-
-
-async def _pages(client: httpx.AsyncClient, cid: object, **params: object) -> list[int]:
-    url = f"/api/conversations/{cid}/events/search"
-    return await collect_pages(client, url, "seq", **params)
 
 
 @pytest.mark.parametrize("window", [3, 7, 2000])
@@ -38,15 +33,17 @@ async def test_pages_match_a_plain_scan_across_the_window_edge(
     await _seed(db, cid, bodies)
     needle = [i for i in range(1, 31) if i % 5 == 0]
     for limit in (1, 2, 100):
-        assert await _pages(client, cid, body="needle", limit=limit) == needle
-        desc = await _pages(client, cid, body="NEEDLE", limit=limit, sort_order="TIMESTAMP_DESC")
+        assert await event_seqs(client, cid, body="needle", limit=limit) == needle
+        desc = await event_seqs(
+            client, cid, body="NEEDLE", limit=limit, sort_order="TIMESTAMP_DESC"
+        )
         assert desc == needle[::-1]
-        assert await _pages(client, cid, body="hay", limit=limit) == [
+        assert await event_seqs(client, cid, body="hay", limit=limit) == [
             i for i in range(1, 31) if i % 5
         ]
     count = await client.get(f"/api/conversations/{cid}/events/count", params={"body": "needle"})
     assert count.json() == len(needle)
-    window_and_body = await _pages(
+    window_and_body = await event_seqs(
         client, cid, body="needle", kind="MessageEvent", source="user", limit=2
     )
     assert window_and_body == needle
@@ -56,11 +53,11 @@ async def test_no_match_and_short_terms(client: httpx.AsyncClient, db: Database)
     conversation = await create_conversation(client)
     cid = uuid.UUID(str(conversation["id"]))
     await _seed(db, cid, ["ab cd", "xyz", 'say "hi"'])
-    assert await _pages(client, cid, body="nomatch") == []
-    assert await _pages(client, cid, body="b") == [1]
-    assert await _pages(client, cid, body="b c") == [1]
-    assert await _pages(client, cid, body='"hi"') == [3]
-    assert await _pages(client, cid, body='y "') == [3]
+    assert await event_seqs(client, cid, body="nomatch") == []
+    assert await event_seqs(client, cid, body="b") == [1]
+    assert await event_seqs(client, cid, body="b c") == [1]
+    assert await event_seqs(client, cid, body='"hi"') == [3]
+    assert await event_seqs(client, cid, body='y "') == [3]
 
 
 async def test_deleted_conversations_leave_no_matches_behind(
@@ -71,8 +68,8 @@ async def test_deleted_conversations_leave_no_matches_behind(
     assert (await client.delete(f"/api/conversations/{first['id']}")).status_code == 204
     second = await create_conversation(client)
     await _seed(db, uuid.UUID(str(second["id"])), ["plain toast"] * 3)
-    assert await _pages(client, second["id"], body="marmalade") == []
-    assert await _pages(client, second["id"], body="toast") == [1, 2, 3]
+    assert await event_seqs(client, second["id"], body="marmalade") == []
+    assert await event_seqs(client, second["id"], body="toast") == [1, 2, 3]
 
 
 async def test_the_trigram_index_exists(db: Database) -> None:
@@ -109,4 +106,4 @@ async def test_the_index_serves_rare_terms(client: httpx.AsyncClient, db: Databa
                 {"p": "%unicorn%"},
             )
             assert "ix_events_search_text_trgm" in "\n".join(row[0] for row in plan)
-    assert await _pages(client, cid, body="unicorn") == [8]
+    assert await event_seqs(client, cid, body="unicorn") == [8]

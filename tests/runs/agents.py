@@ -1,12 +1,21 @@
 """Agents for the runtime tests. Each event they emit names the thread its step ran on."""
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
 
+from app.agent import sdk_shapes
 from app.agent.base import AgentBase, StepContext, StepOutcome, register_agent
-from app.events.schemas import ActionEvent, Message, MessageEvent, ObservationEvent, TextContent
+from app.events.schemas import (
+    ActionEvent,
+    Message,
+    MessageEvent,
+    ObservationEvent,
+    TextContent,
+    ToolCall,
+)
 
 
 def _say(text: str) -> MessageEvent:
@@ -92,9 +101,19 @@ class SyncToolTestAgent(_Scripted):
         return StepOutcome(finished=ctx.iteration + 1 >= self.steps())
 
 
+def action_event(name: str, call_id: str, arguments: str = "{}") -> ActionEvent:
+    """A tool call as the LLM agent records one: `arguments` is the raw JSON text."""
+    return ActionEvent(
+        tool_name=name,
+        tool_call_id=call_id,
+        tool_call=ToolCall(id=call_id, name=name, arguments=arguments),
+        action=sdk_shapes.action(name, json.loads(arguments)),
+        llm_response_id=f"response-{call_id}",
+    )
+
+
 def _action(ctx: StepContext) -> ActionEvent:
-    call_id = f"call_{ctx.run_id.hex[:8]}_{ctx.iteration + 1}"
-    return ActionEvent(tool_name="sleep", tool_call_id=call_id, arguments={})
+    return action_event("sleep", f"call_{ctx.run_id.hex[:8]}_{ctx.iteration + 1}")
 
 
 def _observation(action: dict[str, Any], text: str) -> ObservationEvent:
@@ -102,7 +121,7 @@ def _observation(action: dict[str, Any], text: str) -> ObservationEvent:
         tool_name="sleep",
         tool_call_id=action["tool_call_id"],
         action_id=action["id"],
-        content=[TextContent(text=text)],
+        observation=sdk_shapes.observation("sleep", {}, text),
     )
 
 

@@ -100,14 +100,34 @@ async def wait_run(
         await asyncio.sleep(0.05)
 
 
-async def events_of(client: httpx.AsyncClient, conversation_id: object) -> list[dict[str, Any]]:
+async def events_of(
+    client: httpx.AsyncClient, conversation_id: object, *, with_seq: bool = False
+) -> list[dict[str, Any]]:
+    """All of a conversation's events as search shows them: with `seq` only on request."""
     items: list[dict[str, Any]] = []
     url = f"/api/conversations/{conversation_id}/events/search"
     page_id = None
     while True:
         params: dict[str, Any] = {"limit": 100, **({"page_id": page_id} if page_id else {})}
+        if with_seq:
+            params["with_seq"] = "true"
         body = (await client.get(url, params=params)).json()
+        assert all(("seq" in e) == with_seq for e in body["items"]), body["items"]
         items += body["items"]
         page_id = body["next_page_id"]
         if page_id is None:
             return items
+
+
+def states(events: list[dict[str, Any]]) -> list[str]:
+    """The state updates in order: each execution_status as its value, each `full_state`
+    snapshot (recorded when a run ends) as `full_state=<its execution_status>`."""
+    shown = []
+    for event in events:
+        if event["kind"] != "ConversationStateUpdateEvent":
+            continue
+        if event["key"] == "full_state":
+            shown.append(f"full_state={event['value']['execution_status']}")
+        else:
+            shown.append(event["value"])
+    return shown

@@ -11,12 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from app.clock import utcnow
 from app.db.session import Database
 from app.events import service as events_service
-from app.events.schemas import ActionEvent
 from app.models import Conversation, Run
 from app.runs.sweeper import sweep_once
 from tests.conftest import create_conversation
-from tests.runs.agents import agent_spec
-from tests.runs.conftest import RunAppFactory, events_of, wait_run
+from tests.runs.agents import action_event, agent_spec
+from tests.runs.conftest import RunAppFactory, events_of, states, wait_run
 
 
 async def _conversation(client: httpx.AsyncClient, kind: str, **spec: object) -> str:
@@ -101,7 +100,11 @@ async def test_unknown_conversation_and_run_are_404(run_app: RunAppFactory) -> N
         assert (await client.get(f"/api/runs/{uuid.uuid4()}")).status_code == 404
         assert (await client.get(f"/api/conversations/{uuid.uuid4()}/runs")).status_code == 404
         cid = await _conversation(client, "AsyncTestAgent")
-        assert (await client.post(f"/api/conversations/{cid}/pause")).status_code == 409
+        # No active run: nothing to stop, 200 and null (as OpenHands answers), nothing recorded.
+        for path in ("pause", "interrupt"):
+            response = await client.post(f"/api/conversations/{cid}/{path}")
+            assert (response.status_code, response.json()) == (200, None), path
+        assert (await client.get(f"/api/conversations/{cid}/events/count")).json() == 0
 
 
 async def test_pause_stops_after_the_current_step(run_app: RunAppFactory) -> None:
@@ -120,8 +123,8 @@ async def test_pause_stops_after_the_current_step(run_app: RunAppFactory) -> Non
     assert conversation["execution_status"] == "paused"
     kinds = [e["kind"] for e in events]
     assert "PauseEvent" in kinds
+    assert states(events)[-2:] == ["paused", "full_state=paused"]
     assert events[-1]["kind"] == "ConversationStateUpdateEvent"
-    assert events[-1]["value"] == "paused"
 
 
 async def test_pause_of_a_queued_run_cancels_it_at_once(run_app: RunAppFactory) -> None:
@@ -132,6 +135,7 @@ async def test_pause_of_a_queued_run_cancels_it_at_once(run_app: RunAppFactory) 
         assert paused["id"] == run["id"] and paused["status"] == "cancelled"
         conversation = (await client.get(f"/api/conversations/{cid}")).json()
         assert conversation["execution_status"] == "paused"
+        assert states(await events_of(client, cid)) == ["running", "paused", "full_state=paused"]
 
 
 async def test_interrupt_cancels_the_in_flight_step(run_app: RunAppFactory) -> None:
@@ -202,7 +206,7 @@ async def test_sweeper_fails_runs_whose_lease_expired(run_app: RunAppFactory, db
                 .where(Conversation.id == conversation_id)
                 .values(execution_status="running")
             )
-            action = ActionEvent(tool_name="terminal", tool_call_id="call_lost", arguments={})
+            action = action_event("terminal", "call_lost", '{"command": "sleep 60"}')
             await events_service.append(session, conversation_id, [action])
         assert await sweep_once(db) == 1
         assert await sweep_once(db) == 0
@@ -212,7 +216,7 @@ async def test_sweeper_fails_runs_whose_lease_expired(run_app: RunAppFactory, db
         again = await client.post(f"/api/conversations/{cid}/run")
     assert swept["status"] == "failed" and swept["stop_reason"] == "worker_lost"
     errors = [e for e in events if e["kind"] == "AgentErrorEvent"]
-    assert [e["tool_call_id"] for e in errors] == ["call_lost"]
+    assert [(e["tool_name"], e["tool_call_id"]) for e in errors] == [("terminal", "call_lost")]
     assert any(e["kind"] == "ConversationErrorEvent" for e in events)
     assert conversation["execution_status"] == "error"
     assert again.status_code == 202, "the conversation accepts a new run"

@@ -8,7 +8,7 @@ import httpx
 
 from tests.conftest import create_conversation
 from tests.runs.agents import agent_spec
-from tests.runs.conftest import RunAppFactory, events_of, wait_run
+from tests.runs.conftest import RunAppFactory, events_of, states, wait_run
 
 
 async def _start(client: httpx.AsyncClient, kind: str, **spec: object) -> tuple[str, str]:
@@ -34,10 +34,9 @@ async def test_async_agent_steps_run_on_the_event_loop(run_app: RunAppFactory) -
         run = await wait_run(client, run_id, {"completed", "failed"})
         assert run["status"] == "completed" and run["stop_reason"] == "finished", run
         assert run["iterations"] == 3
-        events = await events_of(client, cid)
+        events = await events_of(client, cid, with_seq=True)
     assert _threads(events) == ["MainThread"] * 3
-    states = [e["value"] for e in events if e["kind"] == "ConversationStateUpdateEvent"]
-    assert states == ["queued", "running", "finished"]
+    assert states(events) == ["running", "finished", "full_state=finished"]
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(events) + 1))
 

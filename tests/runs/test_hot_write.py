@@ -91,7 +91,9 @@ async def test_rows_match_the_orm_path(db: Database, hot: HotWriter) -> None:
     assert written is not None
     last_seq, stamp, db_ms = written
     assert 0 < db_ms < 1000
-    assert last_seq == 3 and stamp.tzinfo is not None and stamp >= orm[0]["timestamp"]
+    # Event timestamps are fixed-width UTC strings: they compare in time order.
+    shown = events_service.stamp(stamp)
+    assert last_seq == 3 and stamp.tzinfo is not None and shown >= orm[0]["timestamp"]
 
     async with db.session(write=False) as session:
         history = await events_service.history_after(session, cid)
@@ -115,7 +117,7 @@ async def test_rows_match_the_orm_path(db: Database, hot: HotWriter) -> None:
     assert [e["seq"] for e in history] == [1, 2, 3]
     assert history[0] == orm[0]
     assert [e["llm_message"]["content"][0]["text"] for e in history] == ["one", "two", "three"]
-    assert history[1]["timestamp"] == history[2]["timestamp"] == stamp
+    assert history[1]["timestamp"] == history[2]["timestamp"] == shown
     assert conversation is not None and conversation.last_seq == 3
     assert conversation.stats == {"llm_calls": 1} and conversation.last_event_at == stamp
     assert run is not None and run.iterations == 3 and run.step_db_ms == [[0.5, 0.25]]

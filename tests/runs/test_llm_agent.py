@@ -1,6 +1,7 @@
 """The LLM agent through litellm against the fake OpenAI-compatible server on 127.0.0.1."""
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -69,13 +70,47 @@ async def test_tool_calls_become_actions_and_observations(
         "ActionEvent", "ObservationEvent",
         "ActionEvent", "ObservationEvent",
     ]  # fmt: skip
+    (prompt,) = [e for e in events if e["kind"] == "SystemPromptEvent"]
+    assert [(t["kind"], t["title"], t["action_type"]) for t in prompt["tools"]] == [
+        ("FinishTool", "finish", "FinishAction"),
+        ("ThinkTool", "think", "ThinkAction"),
+        ("FileEditorTool", "file_editor", "FileEditorAction"),
+    ]
     actions = [e for e in events if e["kind"] == "ActionEvent"]
     observations = [e for e in events if e["kind"] == "ObservationEvent"]
     assert actions[0]["thought"] == [{"type": "text", "text": "Let me think."}]
-    assert actions[1]["arguments"]["path"] == "notes/a.txt"
+    assert [a["thought"] for a in actions[1:]] == [[], []]
+    edit = {"command": "create", "path": "notes/a.txt", "file_text": "hi"}
+    assert [a["tool_call"]["arguments"] for a in actions] == [
+        json.dumps({"thought": "plan"}),
+        json.dumps(edit),
+        json.dumps({"message": "all done"}),
+    ], "the arguments as the LLM sent them"
+    assert [a["action"] for a in actions] == [
+        {"kind": "ThinkAction", "thought": "plan"},
+        {"kind": "FileEditorAction", **edit},
+        {"kind": "FinishAction", "message": "all done"},
+    ]
+    assert [o["observation"]["kind"] for o in observations] == [
+        "ThinkObservation",
+        "FileEditorObservation",
+        "FinishObservation",
+    ]
+    assert observations[1]["observation"]["command"] == "create"
+    assert observations[1]["observation"]["path"] == "notes/a.txt"
+    response_ids = [a["llm_response_id"] for a in actions]
+    assert all(r.startswith("chatcmpl-fake-") for r in response_ids), response_ids
+    assert len(set(response_ids)) == 3, "one LLM response per step"
     for action, observation in zip(actions, observations, strict=True):
+        assert "arguments" not in action and action["security_risk"] == "UNKNOWN"
+        assert action["tool_call"]["id"] == action["tool_call_id"]
+        assert action["tool_call"]["name"] == action["tool_name"]
+        assert action["tool_call"]["origin"] == "completion"
         assert observation["tool_call_id"] == action["tool_call_id"]
         assert observation["action_id"] == action["id"]
+        assert observation["tool_name"] == action["tool_name"]
+        assert "content" not in observation and observation["observation"]["is_error"] is False
+        assert [p["type"] for p in observation["observation"]["content"]] == ["text"]
     note = tmp_path / "workspaces" / cid / "notes" / "a.txt"
     assert await asyncio.to_thread(note.read_text) == "hi"
     assert conversation["execution_status"] == "finished"
@@ -107,6 +142,16 @@ async def test_tool_calls_become_actions_and_observations(
     }
     last = requests[2]["messages"]
     assert [m["role"] for m in last[-4:]] == ["assistant", "tool", "assistant", "tool"]
+    # The context gives back each call's raw arguments and its observation's text.
+    sent_calls = [m["tool_calls"][0] for m in last[-4:] if m["role"] == "assistant"]
+    assert [c["function"]["arguments"] for c in sent_calls] == [
+        a["tool_call"]["arguments"] for a in actions[:2]
+    ]
+    assert [c["id"] for c in sent_calls] == [a["tool_call_id"] for a in actions[:2]]
+    sent_results = [(m["tool_call_id"], m["content"]) for m in last[-4:] if m["role"] == "tool"]
+    assert sent_results == [
+        (o["tool_call_id"], o["observation"]["content"][0]["text"]) for o in observations[:2]
+    ]
 
 
 async def test_a_plain_reply_ends_the_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
@@ -178,7 +223,23 @@ async def test_tool_errors_are_observations_not_failures(
         cid, run = await _run(client, _agent(llm), "try things")
         events = await events_of(client, cid)
     assert run["status"] == "completed", run
-    errors = [e["error"] for e in events if e["kind"] == "AgentErrorEvent"]
+    actions = [e for e in events if e["kind"] == "ActionEvent"][:3]
+    assert [a["action"] for a in actions] == [
+        {
+            "kind": "FileEditorAction",
+            "command": "create",
+            "path": "../escape.txt",
+            "file_text": "x",
+        },
+        None,  # an unknown tool
+        None,  # arguments that are not JSON
+    ]
+    assert actions[2]["tool_call"]["arguments"] == "{not json", "kept as the LLM sent it"
+    answers = [e for e in events if e["kind"] == "AgentErrorEvent"]
+    assert [(e["tool_name"], e["tool_call_id"]) for e in answers] == [
+        (a["tool_name"], a["tool_call_id"]) for a in actions
+    ]
+    errors = [e["error"] for e in answers]
     assert len(errors) == 3
     assert "outside the workspace" in errors[0]
     assert "unknown tool" in errors[1]
@@ -199,8 +260,13 @@ async def test_terminal_is_off_unless_enabled(run_app: RunAppFactory, llm: FakeL
     async with run_app(enable_terminal=True) as client:
         cid, _ = await _run(client, _agent(llm), "run it")
         events = await events_of(client, cid)
-    outputs = [e["content"][0]["text"] for e in events if e["kind"] == "ObservationEvent"]
-    assert outputs and "hi from bash" in outputs[0]
+    (action,) = [e for e in events if e["kind"] == "ActionEvent" and e["tool_name"] == "terminal"]
+    assert action["action"] == {"kind": "TerminalAction", "command": "echo hi from bash"}
+    observations = [e["observation"] for e in events if e["kind"] == "ObservationEvent"]
+    assert observations[0]["kind"] == "TerminalObservation"
+    assert observations[0]["command"] == "echo hi from bash"
+    assert observations[0]["exit_code"] is None
+    assert "hi from bash" in observations[0]["content"][0]["text"]
 
 
 async def test_the_context_is_built_once_per_run(run_app: RunAppFactory, llm: FakeLLM) -> None:
@@ -247,6 +313,15 @@ async def test_the_sync_llm_agent_runs_on_the_run_pool(
         "ObservationEvent",
     ]
     assert worker.pools.run_pool._thread_name_prefix == "conversation-run"
+    actions = [e for e in events if e["kind"] == "ActionEvent"]
+    assert actions[0]["llm_response_id"] == actions[1]["llm_response_id"], "one LLM answer"
+    assert actions[1]["llm_response_id"] != actions[2]["llm_response_id"]
+    second = (await llm.requests())[1]["messages"]
+    (asked,) = [m for m in second if m["role"] == "assistant"]
+    assert [c["function"]["arguments"] for c in asked["tool_calls"]] == [
+        json.dumps({"thought": "a"}),
+        json.dumps({"thought": "b"}),
+    ], "the two calls of one answer go back as one assistant message"
 
 
 async def test_send_message_with_run_starts_a_run(run_app: RunAppFactory, llm: FakeLLM) -> None:

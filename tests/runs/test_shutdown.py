@@ -19,7 +19,7 @@ from app.db.session import Database
 from app.models import LLMCall, Run
 from tests.conftest import create_conversation
 from tests.runs.agents import agent_spec
-from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
+from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, states, wait_run
 
 THINK = {"tool_calls": [{"name": "think", "arguments": {"thought": "next"}}]}
 ENDED = {"completed", "failed", "cancelled", "interrupted"}
@@ -59,7 +59,7 @@ async def _read_back(
     async with run_app(run_worker_enabled=False) as client:
         run = (await client.get(f"/api/runs/{run_id}")).json()
         conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        return run, conversation, await events_of(client, cid)
+        return run, conversation, await events_of(client, cid, with_seq=True)
 
 
 async def _llm_requests(llm: FakeLLM, count: int, wait: float = 20) -> None:
@@ -80,10 +80,6 @@ def _answers(events: list[dict[str, Any]]) -> dict[str, str]:
     actions = [e["tool_call_id"] for e in events if e["kind"] == "ActionEvent"]
     assert all(call in answered for call in actions), f"dangling actions: {events}"
     return {call: answered[call] for call in actions}
-
-
-def _states(events: list[dict[str, Any]]) -> list[str]:
-    return [e["value"] for e in events if e["kind"] == "ConversationStateUpdateEvent"]
 
 
 def _assert_gapless(events: list[dict[str, Any]]) -> None:
@@ -129,9 +125,9 @@ async def test_the_step_in_flight_ends_and_the_run_is_queued_again(
     assert took < 8, "the step took 0.8 s, not the whole grace"
     assert run["status"] == "queued" and run["stop_reason"] is None, run
     assert run["worker_id"] is None and run["lease_expires_at"] is None
-    assert conversation["execution_status"] == "queued"
-    assert _states(events) == ["queued", "running", "queued"]
-    assert events[-1]["kind"] == "ConversationStateUpdateEvent"
+    assert conversation["execution_status"] == "running"  # its run waits in the queue
+    assert states(events) == ["running"]  # given back: still running, its run queued
+    assert events[-1]["kind"] == "ObservationEvent"  # the step in flight, then nothing
     answers = _answers(events)
     assert len(answers) >= 2, "the step in flight was finished, not dropped"
     assert set(answers.values()) == {"ObservationEvent"}
@@ -142,11 +138,11 @@ async def test_the_step_in_flight_ends_and_the_run_is_queued_again(
     async with run_app() as client:
         run = await wait_run(client, run_id, ENDED)
         conversation = (await client.get(f"/api/conversations/{cid}")).json()
-        events = await events_of(client, cid)
+        events = await events_of(client, cid, with_seq=True)
     assert run["status"] == "completed" and run["stop_reason"] == "finished", run
     assert run["iterations"] == 5, "four thinks and the finish, counted across both workers"
     assert conversation["execution_status"] == "finished"
-    assert _states(events) == ["queued", "running", "queued", "running", "finished"]
+    assert states(events) == ["running", "finished", "full_state=finished"]
     answers = _answers(events)
     assert len(answers) == 5 and set(answers.values()) == {"ObservationEvent"}
     _assert_gapless(events)
@@ -176,13 +172,13 @@ async def test_an_llm_call_still_going_when_the_grace_ends_is_cut_off(
     run, conversation, events = await _read_back(run_app, cid, run_id)
     assert took < 5, took
     assert run["status"] == "queued" and run["iterations"] == 1, run
-    assert conversation["execution_status"] == "queued"
+    assert conversation["execution_status"] == "running"  # its run waits in the queue
     assert list(_answers(events).values()) == ["ObservationEvent"]
-    assert _states(events) == ["queued", "running", "queued"]
+    assert states(events) == ["running"]  # given back: still running, its run queued
 
     async with run_app() as client:
         run = await wait_run(client, run_id, ENDED)
-        events = await events_of(client, cid)
+        events = await events_of(client, cid, with_seq=True)
     assert run["status"] == "completed" and run["iterations"] == 2, run
     assert list(_answers(events).values()) == ["ObservationEvent", "ObservationEvent"]
     _assert_gapless(events)
@@ -213,14 +209,14 @@ async def test_a_tool_call_cut_off_gets_an_error_and_the_run_is_paused(
     assert list(_answers(events).values()) == ["AgentErrorEvent"]
     error = next(e for e in events if e["kind"] == "AgentErrorEvent")
     assert "shutdown" in error["error"] and error["tool_name"] == "sleep"
-    assert _states(events) == ["queued", "running", "paused"]
+    assert states(events) == ["running", "paused", "full_state=paused"]
     assert events[-1]["kind"] == "ConversationStateUpdateEvent"
     _assert_gapless(events)
 
     async with run_app() as client:
         again = (await client.post(f"/api/conversations/{cid}/run")).json()
         run = await wait_run(client, again["id"], ENDED)
-        events = await events_of(client, cid)
+        events = await events_of(client, cid, with_seq=True)
     assert run["status"] == "completed", run
     assert list(_answers(events).values()) == ["AgentErrorEvent", "ObservationEvent"]
     _assert_gapless(events)
@@ -240,10 +236,10 @@ async def test_a_sync_agent_ends_at_its_step_boundary(run_app: RunAppFactory) ->
     said = [e for e in events if e["kind"] == "MessageEvent" and e["source"] == "agent"]
     assert 0.2 < took < 5, "it waited for the step in flight, not for the whole run"
     assert run["status"] == "queued" and run["iterations"] == len(said) == 2, run
-    assert _states(events) == ["queued", "running", "queued"]
+    assert states(events) == ["running"]  # given back: still running, its run queued
     async with run_app() as client:
         run = await wait_run(client, run_id, ENDED)
-        events = await events_of(client, cid)
+        events = await events_of(client, cid, with_seq=True)
     said = [e for e in events if e["kind"] == "MessageEvent" and e["source"] == "agent"]
     assert run["status"] == "completed" and len(said) == 4, run
     assert said[-1]["llm_message"]["content"][0]["text"].startswith("step 4 ")
@@ -269,7 +265,7 @@ async def test_a_run_taken_over_meanwhile_gets_nothing_written(
                 .where(Run.id == uuid.UUID(run_id))
                 .values(lease_epoch=Run.lease_epoch + 1, worker_id="someone-else")
             )
-        before = await events_of(client, cid)
+        before = await events_of(client, cid, with_seq=True)
     run, conversation, after = await _read_back(run_app, cid, run_id)
     assert run["status"] == "running" and run["worker_id"] == "someone-else", run
     assert conversation["execution_status"] == "running"

@@ -23,8 +23,10 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import text
 
+from app.agent import sdk_shapes
 from app.db.session import Database
 from app.events import schemas as ev
 from app.events import service as events_service
@@ -66,12 +68,23 @@ def _ordinary(index: int) -> ev.EventBase:
     content = [ev.TextContent(text=words)]
     if index % 3 == 0:
         return ev.MessageEvent(source="user", llm_message=ev.Message(role="user", content=content))
+    call_id = f"c{index}" if index % 3 == 1 else f"c{index - 1}"  # the observation's call
+    arguments = {"command": f"echo {call_id}"}
     if index % 3 == 1:
+        raw = orjson.dumps(arguments).decode()
         return ev.ActionEvent(
-            thought=content, tool_name="bash", tool_call_id=f"c{index}", arguments={"n": index}
+            thought=content,
+            tool_name="terminal",
+            tool_call_id=call_id,
+            tool_call=ev.ToolCall(id=call_id, name="terminal", arguments=raw),
+            action=sdk_shapes.action("terminal", arguments),
+            llm_response_id=f"r{index}",
         )
     return ev.ObservationEvent(
-        tool_name="bash", tool_call_id=f"c{index - 1}", action_id="a", content=content
+        tool_name="terminal",
+        tool_call_id=call_id,
+        action_id="a",
+        observation=sdk_shapes.observation("terminal", arguments, words),
     )
 
 
@@ -175,13 +188,14 @@ async def test_the_body_filter_searches_the_first_64_kib(
 
 def test_search_text_is_cut_after_case_folding() -> None:
     """Case folding may lengthen text ("ß" is "ss"): the cut is on the folded text."""
-    parts = [ev.TextContent(text="ß" * ev.SEARCH_TEXT_CHARS) for _ in range(3)]
-    observation = ev.ObservationEvent(tool_name="t", tool_call_id="c", action_id="a", content=parts)
-    assert observation.search_text() == "ss" * (ev.SEARCH_TEXT_CHARS // 2)
-    short = ev.ObservationEvent(
-        tool_name="t",
-        tool_call_id="c",
-        action_id="a",
-        content=[ev.TextContent(text="Ab"), ev.TextContent(text="Cd")],
-    )
-    assert short.search_text() == "ab\ncd"
+
+    def observation(*texts: str) -> ev.ObservationEvent:
+        content = [{"type": "text", "text": text} for text in texts]
+        result = {"kind": "TerminalObservation", "content": content, "is_error": False}
+        return ev.ObservationEvent(
+            tool_name="terminal", tool_call_id="c", action_id="a", observation=result
+        )
+
+    long = observation(*["ß" * ev.SEARCH_TEXT_CHARS] * 3)
+    assert long.search_text() == "ss" * (ev.SEARCH_TEXT_CHARS // 2)
+    assert observation("Ab", "Cd").search_text() == "ab\ncd"

@@ -1,11 +1,13 @@
 """Skills in agent runs, through the LLM agent and the fake OpenAI-compatible server.
 
 A run renders the enabled skills (or the enabled ones among those the conversation pins) into
-its system prompt once, at its start, and records them with their versions on a
-SystemPromptEvent; a later run records a new one only when something changed.
+its system prompt once, at its start, each in a `<skill name=... version=...>` element, and
+records that prompt on a SystemPromptEvent; a later run records a new one only when its text
+(a skill's version with it) or its tools changed.
 """
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -38,6 +40,14 @@ async def _start(client: httpx.AsyncClient, agent: dict[str, Any], text: str) ->
 
 def _prompts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["kind"] == "SystemPromptEvent"]
+
+
+def _skills(prompt: dict[str, Any]) -> list[tuple[str, int]]:
+    """The skills a recorded prompt rendered, with their versions, as its text names them."""
+    assert "skills" not in prompt, "the versions are in the prompt text, not a field"
+    text = prompt["system_prompt"]["text"]
+    found = re.findall(r'<skill name="([^"]+)" version="(\d+)">', text)
+    return [(name, int(version)) for name, version in found]
 
 
 def _system(request: dict[str, Any]) -> str:
@@ -76,7 +86,7 @@ async def test_a_run_renders_the_enabled_skills_and_records_their_versions(
         assert (await wait_run(client, run_id, DONE))["status"] == "completed"
         events = await events_of(client, cid)
     [prompt] = _prompts(events)
-    assert prompt["skills"] == [{"name": "alpha", "version": 1}, {"name": "gamma", "version": 2}]
+    assert _skills(prompt) == [("alpha", 1), ("gamma", 2)]
     system = _system((await llm.requests())[0])
     assert system == prompt["system_prompt"]["text"]
     assert system.startswith("Base prompt.\n\n# Skills")
@@ -98,7 +108,7 @@ async def test_a_conversation_uses_only_the_enabled_skills_it_pins(
         _, none_run = await _start(client, _agent(llm, skills=[]), "hi")
         await wait_run(client, none_run, DONE)
         events = await events_of(client, cid)
-    assert _prompts(events)[0]["skills"] == [{"name": "pinned", "version": 1}]
+    assert [_skills(p) for p in _prompts(events)] == [[("pinned", 1)]]
     first, second = await llm.requests()
     assert "pinned body" in _system(first)
     assert "other body" not in _system(first) and "off body" not in _system(first)
@@ -130,7 +140,7 @@ async def test_an_edit_during_a_run_does_not_change_that_run(
         assert run["status"] == "completed" and run["iterations"] == 2, run
         during = await llm.requests()
         events = await events_of(client, cid)
-        assert [p["skills"] for p in _prompts(events)] == [[{"name": "style", "version": 1}]]
+        assert [_skills(p) for p in _prompts(events)] == [[("style", 1)]]
 
         sent = await client.post(
             f"/api/conversations/{cid}/events",
@@ -144,10 +154,7 @@ async def test_an_edit_during_a_run_does_not_change_that_run(
         assert "Answer in French." in _system(request)
         assert "German" not in _system(request)
     prompts = _prompts(events)
-    assert [p["skills"] for p in prompts] == [
-        [{"name": "style", "version": 1}],
-        [{"name": "style", "version": 2}],
-    ]
+    assert [_skills(p) for p in prompts] == [[("style", 1)], [("style", 2)]]
     [second_run_request] = after
     assert "Answer in German." in _system(second_run_request)
     assert "French" not in _system(second_run_request), "only the latest prompt leads"
@@ -173,7 +180,37 @@ async def test_a_run_with_unchanged_skills_records_no_new_prompt(
             )
             await wait_run(client, sent.headers["x-run-id"], DONE)
         events = await events_of(client, cid)
-    assert [p["skills"] for p in _prompts(events)] == [
-        [{"name": "steady", "version": 1}],
-        [{"name": "steady", "version": 3}],
+    prompts = _prompts(events)
+    assert [_skills(p) for p in prompts] == [[("steady", 1)], [("steady", 3)]]
+    assert prompts[0]["tools"] == prompts[1]["tools"], "only the text changed"
+
+
+async def test_a_run_whose_tools_changed_records_a_new_prompt(
+    run_app: RunAppFactory, llm: FakeLLM
+) -> None:
+    """The same skills and text, but the terminal enabled for the second run: its tools
+    differ, so it records a new prompt, and the LLM is given the new tools. Checked once
+    against still_holds comparing the text alone: only one prompt was recorded."""
+    await llm.script({"text": "a"}, {"text": "b"})
+    async with run_app() as client:
+        await create_skill(client, "steady")
+        cid, run_id = await _start(client, _agent(llm), "one")
+        await wait_run(client, run_id, DONE)
+    async with run_app(enable_terminal=True) as client:
+        sent = await client.post(
+            f"/api/conversations/{cid}/events",
+            json={"content": [{"type": "text", "text": "two"}], "run": True},
+        )
+        await wait_run(client, sent.headers["x-run-id"], DONE)
+        events = await events_of(client, cid)
+    first, second = _prompts(events)
+    assert first["system_prompt"] == second["system_prompt"]
+    assert _skills(first) == _skills(second) == [("steady", 1)]
+    assert [t["kind"] for t in first["tools"]] == ["FinishTool", "ThinkTool", "FileEditorTool"]
+    assert [t["kind"] for t in second["tools"]] == [
+        *("FinishTool", "ThinkTool", "FileEditorTool"),
+        "TerminalTool",
     ]
+    requests = await llm.requests()
+    assert "terminal" in {t["function"]["name"] for t in requests[1]["tools"]}
+    assert [m["role"] for m in requests[1]["messages"]].count("system") == 1

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from app.db.session import Database
-from tests.conftest import make_app
+from tests.conftest import WITH_SEQ, make_app
 
 FAST_STREAMS = {"stream_poll_seconds": 0.05, "stream_backstop_seconds": 0.5}
 
@@ -49,15 +49,19 @@ def live(db: Database) -> LiveServer:
 
 
 class SSE:
-    """Reads an open SSE response: events (id, data) and comments, one at a time."""
+    """Reads an open SSE response: events (id, data) and comments, one at a time. An event's
+    SSE id is its seq: kept in `seqs`, and the data holds the same `seq` if the stream was
+    asked for it (`with_seq`), none otherwise."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, with_seq: bool = False) -> None:
         self.response = response
         self.lines = response.aiter_lines()
         self.comments: list[str] = []
+        self.seqs: list[int] = []
+        self.with_seq = with_seq
 
     async def next_event(self, wait: float = 10) -> dict[str, Any] | None:
-        """The next event's data (with its SSE id checked against its seq); None at the end."""
+        """The next event's data (its seq checked as the class says); None at the end."""
         event_id: str | None = None
         data: list[str] = []
         async with asyncio.timeout(wait):
@@ -70,7 +74,10 @@ class SSE:
                     data.append(line[5:].strip())
                 elif line == "" and data:
                     event: dict[str, Any] = json.loads("\n".join(data))
-                    assert event_id == str(event["seq"]), (event_id, event)
+                    assert event_id is not None and event_id.isdigit(), (event_id, event)
+                    seq = int(event_id)
+                    assert event.get("seq") == (seq if self.with_seq else None), (seq, event)
+                    self.seqs.append(seq)
                     return event
         return None
 
@@ -85,11 +92,16 @@ class SSE:
 
 @contextlib.asynccontextmanager
 async def sse(
-    base: str, conversation_id: object, headers: dict[str, str] | None = None, **params: Any
+    base: str,
+    conversation_id: object,
+    headers: dict[str, str] | None = None,
+    with_seq: bool = False,
+    **params: Any,
 ) -> AsyncIterator[SSE]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         url = f"/api/conversations/{conversation_id}/events/stream"
-        async with client.stream("GET", url, params=params, headers=headers or {}) as response:
+        query = {**params, **(WITH_SEQ if with_seq else {})}
+        async with client.stream("GET", url, params=query, headers=headers or {}) as response:
             assert response.status_code == 200, await response.aread()
             assert response.headers["content-type"].startswith("text/event-stream")
-            yield SSE(response)
+            yield SSE(response, with_seq)

@@ -70,7 +70,10 @@ async def test_appends_by_another_process_reach_a_stream(db: Database) -> None:
                     await send_message(a, cid, f"from A {i}")
                     (event,) = await stream.events(1, wait=5)
                     latencies.append(time.perf_counter() - started)
-                    assert event["seq"] == i + 1
+                    assert stream.seqs[-1] == i + 1
+                    assert event["llm_message"]["content"] == [
+                        {"type": "text", "text": f"from A {i}"}
+                    ]
     finally:
         await other.dispose()
     # NOTIFY on Postgres, a 0.05 s poll on SQLite: far below the 2 s backstop either way.

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -14,6 +15,11 @@ from tests.conftest import create_conversation, send_message
 from tests.streams.conftest import LiveServer
 
 KEY = {"X-Session-API-Key": "k"}
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # as every event's
+
+
+def _texts(events: list[dict[str, Any]]) -> list[str]:
+    return [e["llm_message"]["content"][0]["text"] for e in events]
 
 
 def _ws(base: str, path: str) -> str:
@@ -40,7 +46,7 @@ async def test_header_auth_full_state_then_replay_and_live(live: LiveServer) -> 
         cid = (await create_conversation(client))["id"]
         await send_message(client, cid, "one")
         await send_message(client, cid, "two")
-        url = _ws(base, f"/sockets/events/{cid}?resend_mode=all")
+        url = _ws(base, f"/sockets/events/{cid}?resend_mode=all&with_seq=true")
         async with connect(url, additional_headers=KEY) as ws:
             state = await _recv(ws)
             replayed = [await _recv(ws), await _recv(ws)]
@@ -48,7 +54,9 @@ async def test_header_auth_full_state_then_replay_and_live(live: LiveServer) -> 
             live_event = await _recv(ws)
     assert state["kind"] == "ConversationStateUpdateEvent" and state["key"] == "full_state"
     assert state["value"]["id"] == cid
+    assert "seq" not in state and STAMP.fullmatch(state["timestamp"]), state
     assert [e["seq"] for e in [*replayed, live_event]] == [1, 2, 3]
+    assert _texts([*replayed, live_event]) == ["one", "two", "three"]
 
 
 async def test_first_frame_auth_and_after_seq(live: LiveServer) -> None:
@@ -63,8 +71,9 @@ async def test_first_frame_auth_and_after_seq(live: LiveServer) -> None:
             await ws.send(json.dumps({"type": "auth", "session_api_key": "k"}))
             state = await _recv(ws)
             events = [await _recv(ws), await _recv(ws)]
-    assert state["key"] == "full_state"
-    assert [e["seq"] for e in events] == [2, 3]
+    assert state["key"] == "full_state" and "seq" not in state
+    assert _texts(events) == ["b", "c"]  # after seq 1
+    assert [e for e in events if "seq" in e] == []  # not asked for
 
 
 @pytest.mark.parametrize("frame", ['{"type": "auth", "session_api_key": "wrong"}', "hello", None])
@@ -100,6 +109,8 @@ async def test_a_user_message_frame_is_appended_and_runs(live: LiveServer) -> No
         cid = (await create_conversation(client))["id"]
         async with connect(_ws(base, f"/sockets/events/{cid}")) as ws:
             await _recv(ws)  # full_state
+            # The OpenHands client sends one even to a server without keys: ignored.
+            await ws.send(json.dumps({"type": "auth", "session_api_key": "unneeded"}))
             await ws.send(json.dumps({"role": "user", "content": [{"type": "text", "text": "hi"}]}))
             seen = [await _recv(ws) for _ in range(2)]
             await ws.send(json.dumps({"role": "user", "content": []}))
@@ -108,5 +119,6 @@ async def test_a_user_message_frame_is_appended_and_runs(live: LiveServer) -> No
     message = next(e for e in seen if e["kind"] == "MessageEvent")
     assert message["source"] == "user" and message["llm_message"]["content"][0]["text"] == "hi"
     assert any(e["kind"] == "ConversationStateUpdateEvent" for e in seen), seen
+    assert not [e for e in seen if "seq" in e or e.get("type") == "error"], seen
     assert len(runs) == 1 and runs[0]["status"] == "queued"  # no worker in this app
     assert error["type"] == "error"
