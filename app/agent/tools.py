@@ -187,14 +187,13 @@ ALL_TOOLS = {tool.name: tool for tool in (FINISH, THINK, FILE_EDITOR, TERMINAL)}
 
 
 def tools_for(names: list[str] | None, settings: Settings) -> list[Tool]:
-    """The tools a conversation asked for (default: all it may use); finish always."""
+    """The tools a conversation asked for (default: all it may use). `finish` and `think`
+    always come first, as in the OpenHands SDK, where `tools: []` means those two."""
     wanted = names if names is not None else list(ALL_TOOLS)
-    chosen = [ALL_TOOLS[n] for n in wanted if n in ALL_TOOLS]
+    chosen = [ALL_TOOLS[n] for n in wanted if n in ALL_TOOLS and n not in ("finish", "think")]
     if not settings.enable_terminal:
         chosen = [tool for tool in chosen if tool.name != "terminal"]
-    if FINISH not in chosen:
-        chosen.insert(0, FINISH)
-    return chosen
+    return [ALL_TOOLS["finish"], ALL_TOOLS["think"], *chosen]
 
 
 def _int(text: str) -> int:

@@ -104,7 +104,9 @@ class AgentSpec(BaseModel):
     llm: LLMConfig
     system_prompt: str | None = None
     tools: list[str] | None = Field(
-        default=None, description=f"Tool names (default: all enabled): {sorted(ALL_TOOLS)}"
+        default=None,
+        description="Tool names (default: all enabled; finish and think always):"
+        f" {sorted(ALL_TOOLS)}",
     )
     skills: Annotated[list[SkillName], Field(max_length=100)] | None = Field(
         default=None,

@@ -76,6 +76,13 @@ def test_terminal_runs_in_the_workspace_with_a_timeout(tmp_path: Path, settings:
 
 def test_tool_selection_and_arguments(settings: Settings) -> None:
     assert [t.name for t in tools_for(["think"], settings)] == ["finish", "think"]
+    # As in the OpenHands SDK: no tools asked for still means finish and think.
+    assert [t.name for t in tools_for([], settings)] == ["finish", "think"]
+    assert [t.name for t in tools_for(["file_editor", "finish"], settings)] == [
+        "finish",
+        "think",
+        "file_editor",
+    ]
     assert "terminal" not in [t.name for t in tools_for(None, settings)]
     enabled = Settings(_env_file=None, enable_terminal=True)  # type: ignore[call-arg]
     assert "terminal" in [t.name for t in tools_for(None, enabled)]
