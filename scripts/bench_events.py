@@ -41,12 +41,14 @@ from sqlalchemy.engine import make_url
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # so `app` imports when run as `python scripts/...`
 
+from app.config import Settings  # noqa: E402
 from app.conversations import service as conversations_service  # noqa: E402
 from app.conversations.schemas import AgentSpec, ConversationCreate, LLMConfig  # noqa: E402
 from app.db import migrations  # noqa: E402
 from app.db.session import Database  # noqa: E402
 from app.events import schemas as ev  # noqa: E402
 from app.events import service as events_service  # noqa: E402
+from app.vault.service import Vault  # noqa: E402
 from tests.procs import free_port, percentile, print_table, start_server, stop, wait_ready  # noqa: E402
 
 RARE_WORD = "zebracorn"
@@ -169,7 +171,8 @@ async def seed(url: str, size: int) -> Seeded:
             data = ConversationCreate(
                 title=f"bench_events {size}", agent=AgentSpec(llm=LLMConfig(model="bench"))
             )
-            conversation, _ = await conversations_service.create(session, data)
+            vault = Vault.from_settings(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+            conversation, _ = await conversations_service.create(session, data, vault)
             conversation_id = conversation.id
         factory = EventFactory(seed=size)
         batch_size = max(1, min(MAX_BATCH, size // 100))
