@@ -102,14 +102,14 @@ def summary(event: dict[str, Any]) -> str:
 
 def events_of(client: httpx.Client, conversation_id: str) -> list[dict[str, Any]]:
     path = f"/api/conversations/{conversation_id}/events/search"
-    params: dict[str, Any] = {"limit": 100}
+    params: dict[str, Any] = {"limit": 100, "with_seq": "true"}  # seq is opt-in
     items: list[dict[str, Any]] = []
     for _ in range(100):  # bounded: at most 10,000 events
         page = call(client, "GET", path, params=params)
         items += page["items"]
         if page["next_page_id"] is None:
             break
-        params = {"limit": 100, "page_id": page["next_page_id"]}
+        params = {**params, "page_id": page["next_page_id"]}
     return items
 
 
