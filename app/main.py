@@ -30,7 +30,7 @@ from app.limits import BodyLimits
 from app.runs.endpoints import router as runs_router
 from app.runs.repository import RUNS_CHANNEL
 from app.runs.worker import Worker
-from app.security import require_api_key
+from app.security import ApiKeyGate, require_api_key
 from app.skills.endpoints import router as skills_router
 from app.streams.endpoints import router as streams_router
 from app.streams.endpoints import sockets_router
@@ -209,5 +209,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(sockets_router)
     app.include_router(system_router)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyGate, settings=settings)  # outermost: before any body is read
     _install_error_handlers(app)
     return app

@@ -1,9 +1,12 @@
-"""Session API key check for every /api route."""
+"""Session API key check for every /api route (and /server_info)."""
 
 import hmac
 from typing import Annotated
 
 from fastapi import Header, Request
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import Unauthorized
@@ -33,6 +36,43 @@ def key_accepted(settings: Settings, presented: str | None) -> bool:
     return matched
 
 
+UNAUTHORIZED = "missing or invalid session API key (X-Session-API-Key or Authorization: Bearer)"
+# The HTTP routes that need the key (the WebSocket checks it itself, header or first frame).
+GUARDED_PREFIXES = ("/api/", "/server_info")
+
+
+class ApiKeyGate:
+    """Refuses an HTTP request to a route that needs the key, when it carries no valid one,
+    before its body is read: FastAPI reads and parses a body before any dependency runs, so
+    without this a stranger could make the server parse megabytes. The routes' own
+    `require_api_key` still checks (and documents the key in the OpenAPI)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and self.settings.session_api_keys
+            and str(scope["path"]).startswith(GUARDED_PREFIXES)
+        ):
+            headers = Headers(scope=scope)
+            presented = _presented_key(
+                headers.get("x-session-api-key"), headers.get("authorization")
+            )
+            if not key_accepted(self.settings, presented):
+                body = {"status": 401, "code": "unauthorized", "message": UNAUTHORIZED}
+                response = JSONResponse(
+                    {**body, "details": None},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 async def require_api_key(
     request: Request,
     x_session_api_key: Annotated[str | None, Header()] = None,
@@ -41,7 +81,4 @@ async def require_api_key(
     settings: Settings = request.app.state.settings
     if key_accepted(settings, _presented_key(x_session_api_key, authorization)):
         return
-    raise Unauthorized(
-        "missing or invalid session API key (X-Session-API-Key or Authorization: Bearer)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    raise Unauthorized(UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
