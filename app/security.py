@@ -41,6 +41,10 @@ UNAUTHORIZED = "missing or invalid session API key (X-Session-API-Key or Authori
 GUARDED_PREFIXES = ("/api/", "/server_info")
 
 
+def _unauthorized() -> Unauthorized:
+    return Unauthorized(UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+
 class ApiKeyGate:
     """Refuses an HTTP request to a route that needs the key, when it carries no valid one,
     before its body is read: FastAPI reads and parses a body before any dependency runs, so
@@ -62,11 +66,11 @@ class ApiKeyGate:
                 headers.get("x-session-api-key"), headers.get("authorization")
             )
             if not key_accepted(self.settings, presented):
-                body = {"status": 401, "code": "unauthorized", "message": UNAUTHORIZED}
+                error = _unauthorized()
                 response = JSONResponse(
-                    {**body, "details": None},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                    error.to_response().model_dump(mode="json"),
+                    status_code=error.status_code,
+                    headers=error.headers,
                 )
                 await response(scope, receive, send)
                 return
@@ -81,4 +85,4 @@ async def require_api_key(
     settings: Settings = request.app.state.settings
     if key_accepted(settings, _presented_key(x_session_api_key, authorization)):
         return
-    raise Unauthorized(UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    raise _unauthorized()

@@ -6,7 +6,7 @@ from itertools import chain
 from typing import Any
 
 # What orjson (and so the JSON columns) can write: signed or unsigned 64-bit integers.
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 # Shape bounds on a request body, far above any legitimate one (a message of 100 parts with
 # 20 image URLs each is about 2,500 values): deeper JSON could not be stored or serialized
@@ -33,7 +33,7 @@ def _scalar_problem(item: object) -> str | None:
     if isinstance(item, bool):
         return None
     if isinstance(item, int):
-        return None if _INT_MIN <= item <= _INT_MAX else "integers must fit in 64 bits"
+        return None if INT_MIN <= item <= INT_MAX else "integers must fit in 64 bits"
     if isinstance(item, float) and not math.isfinite(item):
         return "NaN and infinite numbers are not allowed"
     return None

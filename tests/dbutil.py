@@ -4,11 +4,14 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 
@@ -79,4 +82,28 @@ def drop_database(base_url: str, url: str) -> None:
     name = make_url(url).database
     run_async_in_thread(
         lambda: _pg_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
+
+
+async def insert_raw_conversation(
+    session: AsyncSession,
+    is_sqlite: bool,
+    conversation_id: uuid.UUID,
+    *,
+    status: str = "idle",
+    last_seq: int = 0,
+) -> None:
+    """A conversations row written in SQL, columns as the early revisions have them (for
+    migration tests that seed rows at an older revision)."""
+    await session.execute(
+        text(
+            "INSERT INTO conversations (id, title, tags, agent, execution_status, "
+            "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
+            "(:id, 't', '{}', '{}', :status, 5, '{}', :last_seq, 1, :now, :now)"
+        ).bindparams(
+            id=conversation_id.hex if is_sqlite else conversation_id,
+            status=status,
+            last_seq=last_seq,
+            now=datetime.now(UTC),
+        )
     )

@@ -1,6 +1,7 @@
 """The built-in LLM agent: litellm.acompletion with OpenAI-style tools, natively async."""
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -118,6 +119,10 @@ class LLMAgent(AgentBase):
         for event in prompts + [e for e in history if e["kind"] != "SystemPromptEvent"]:
             event_to_messages(event, ctx.messages)
 
+    @functools.cached_property
+    def _policy(self) -> EndpointPolicy:
+        return EndpointPolicy.from_settings(self.settings)
+
     def _llm_kwargs(self) -> dict[str, Any]:
         """litellm's arguments: the allowlisted model parameters and credentials of
         agent.llm, and the endpoint chosen by the rule of app/vault/policy.py (the server's
@@ -126,7 +131,7 @@ class LLMAgent(AgentBase):
         model = llm.get("model") or self.settings.llm_model
         if not model:
             raise ValueError("no LLM model: set agent.llm.model or AGENT_SERVER_LLM_MODEL")
-        policy = EndpointPolicy.from_settings(self.settings)
+        policy = self._policy
         policy.check(llm)  # also for conversations stored before the rule existed
         api_key = llm.get("api_key")
         base_url = llm.get("base_url")

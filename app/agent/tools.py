@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.validators import INT_MAX, INT_MIN
 
 logger = logging.getLogger(__name__)
 MAX_OUTPUT = 30_000
 MAX_ERROR = 2_000
 MAX_DEPTH = 64
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what the JSON columns (orjson) can write
 
 
 @dataclass(frozen=True)

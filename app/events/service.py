@@ -86,25 +86,15 @@ def event_row(event: EventBase) -> dict[str, Any]:
     """
     # Checked on the Python values: JSON encoding would fail on, or silently rewrite, a lone
     # surrogate in a key.
-    if _unstorable(event.model_dump()):
-        return _storable_row(event)
+    values = event.model_dump()
+    if _unstorable(values):
+        event = type(event).model_validate(storable(values))
     return {
         "id": event.id,
         "kind": event.kind,
         "source": event.source,
         "search_text": event.search_text(),
         "payload": event.payload(),
-    }
-
-
-def _storable_row(event: EventBase) -> dict[str, Any]:
-    clean = type(event).model_validate(storable(event.model_dump()))
-    return {
-        "id": clean.id,
-        "kind": clean.kind,
-        "source": clean.source,
-        "search_text": clean.search_text(),
-        "payload": clean.payload(),
     }
 
 

@@ -170,23 +170,22 @@ async def _authenticate(websocket: WebSocket, settings: Settings) -> bool:
         frame = await asyncio.wait_for(
             websocket.receive_text(), settings.websocket_auth_timeout_seconds
         )
-        data = json.loads(frame)
-    except (TimeoutError, ValueError, KeyError):
+    except (TimeoutError, KeyError):
         return False
-    if not isinstance(data, dict) or data.get("type") != "auth":
-        return False
-    key = data.get("session_api_key")
+    data = _auth_frame(frame)
+    key = None if data is None else data.get("session_api_key")
     return isinstance(key, str) and key_accepted(settings, key)
 
 
-def _is_auth_frame(frame: str) -> bool:
+def _auth_frame(frame: str) -> dict[str, Any] | None:
+    """The frame as an object when it is an auth frame ({"type": "auth", ...}), else None."""
     if '"auth"' not in frame:
-        return False
+        return None
     try:
         data = json.loads(frame)
     except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("type") == "auth"
+        return None
+    return data if isinstance(data, dict) and data.get("type") == "auth" else None
 
 
 async def _receive_messages(websocket: WebSocket, db: Database, conversation_id: uuid.UUID) -> None:
@@ -194,7 +193,9 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
     worker = getattr(websocket.app.state, "worker", None)
     while True:
         frame = await websocket.receive_text()
-        if _is_auth_frame(frame):  # the OpenHands client sends one even to a server without keys
+        if (
+            _auth_frame(frame) is not None
+        ):  # the OpenHands client sends one even to a server without keys
             continue
         try:
             body = UserMessageCreate.model_validate_json(frame)

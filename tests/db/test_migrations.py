@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app.db import migrations
 from app.db.session import Database
 from tests.conftest import BASE_URL
-from tests.dbutil import create_database, drop_database
+from tests.dbutil import create_database, drop_database, insert_raw_conversation
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +30,7 @@ async def test_0002_backfills_event_counts(tmp_dir: Path) -> None:
         cid = uuid.uuid4()
         now = datetime.now(UTC)
         async with db.session(write=True) as session:
-            await session.execute(
-                text(
-                    "INSERT INTO conversations (id, title, tags, agent, execution_status, "
-                    "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
-                    "(:id, 't', '{}', '{}', 'idle', 5, '{}', 3, 1, :now, :now)"
-                ).bindparams(id=cid if not db.is_sqlite else cid.hex, now=now),
-            )
+            await insert_raw_conversation(session, db.is_sqlite, cid, last_seq=3)
             for seq, kind, source in (
                 (1, "MessageEvent", "user"),
                 (2, "MessageEvent", "user"),
@@ -89,13 +83,7 @@ async def test_0008_cuts_long_search_text_and_the_index_follows(tmp_dir: Path) -
         now = datetime.now(UTC)
         long_text = "a" * 65_536 + "tailword" + "b" * 10_000
         async with db.session(write=True) as session:
-            await session.execute(
-                text(
-                    "INSERT INTO conversations (id, title, tags, agent, execution_status, "
-                    "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
-                    "(:id, 't', '{}', '{}', 'idle', 5, '{}', 2, 1, :now, :now)"
-                ).bindparams(id=key, now=now)
-            )
+            await insert_raw_conversation(session, db.is_sqlite, cid, last_seq=2)
             for seq, search_text in ((1, long_text), (2, "short tailword")):
                 await session.execute(
                     text(
@@ -137,14 +125,7 @@ async def test_0010_a_queued_conversation_becomes_running_and_back(tmp_dir: Path
         ids = {status: uuid.uuid4() for status in ("queued", "idle", "running")}
         async with db.session(write=True) as session:
             for status, cid in ids.items():
-                key = cid if not db.is_sqlite else cid.hex
-                await session.execute(
-                    text(
-                        "INSERT INTO conversations (id, title, tags, agent, execution_status, "
-                        "max_iterations, stats, last_seq, version, created_at, updated_at) VALUES "
-                        "(:id, 't', '{}', '{}', :status, 5, '{}', 0, 1, :now, :now)"
-                    ).bindparams(id=key, status=status, now=now)
-                )
+                await insert_raw_conversation(session, db.is_sqlite, cid, status=status)
             queued = ids["queued"] if not db.is_sqlite else ids["queued"].hex
             await session.execute(
                 text(
