@@ -6,25 +6,53 @@ AGENT_SERVER_ENABLE_TERMINAL is set.
 
 A tool's arguments come from the LLM and may be anything: whatever a tool function raises
 becomes an error result for that call (`Tool.run`), never the end of the run.
+
+A tool is given the conversation's environment secrets (`env`, see app/vault/env.py):
+`terminal` exports them to its command, whose environment never holds the server's own
+AGENT_SERVER_* settings. Every secret value of MIN_HIDDEN characters or more is replaced by
+HIDDEN wherever it occurs in a tool's result, before the result becomes an observation (and
+so before it reaches the LLM or the database). Shorter values are left alone: they would hide
+ordinary text (a value `1` would blank every digit 1), and a value that short can be guessed
+anyway. Only literal occurrences are hidden: a command that prints a value transformed
+(base64, reversed) shows it, as it may show any file the server's user can read.
 """
 
 import json
 import logging
 import math
+import os
+import re
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from app.config import Settings
 from app.validators import INT_MAX, INT_MIN
 
+from app.vault.env import is_reserved, without_reserved
 logger = logging.getLogger(__name__)
 MAX_OUTPUT = 30_000
 MAX_ERROR = 2_000
 MAX_DEPTH = 64
 
+HIDDEN = "<secret-hidden>"
+MIN_HIDDEN = 4
+
+
+# A conversation's environment secrets (NAME: value), or None.
+Env = Mapping[str, str] | None
+
+
+def hide_secrets(text: str, env: Env) -> str:
+    """`text` with every value of `env` (MIN_HIDDEN characters or more) replaced by HIDDEN,
+    in one pass (HIDDEN itself is never rewritten), longest first (a value containing
+    another is hidden whole)."""
+    values = sorted({v for v in (env or {}).values() if len(v) >= MIN_HIDDEN}, key=len)
+    if not values or not any(value in text for value in values):
+        return text
+    return re.sub("|".join(map(re.escape, reversed(values))), HIDDEN, text)
 
 @dataclass(frozen=True)
 class ToolResult:
@@ -38,16 +66,21 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
-    function: Callable[[dict[str, Any], Path, Settings], ToolResult]
+    function: Callable[[dict[str, Any], Path, Settings, Env], ToolResult]
 
-    def run(self, args: dict[str, Any], workspace: Path, settings: Settings) -> ToolResult:
-        """The tool's result; an exception it raises is the call's error result."""
+    def run(
+        self, args: dict[str, Any], workspace: Path, settings: Settings, env: Env = None
+    ) -> ToolResult:
+        """The tool's result, with the values of `env` hidden; an exception it raises is the
+        call's error result."""
         try:
-            return self.function(args, workspace, settings)
+            result = self.function(args, workspace, settings, env)
         except Exception as exc:
             # The arguments stay out of the log: they are the LLM's, of any size and content.
             logger.warning("tool %s raised %s", self.name, type(exc).__name__)
-            return ToolResult(_describe(exc), is_error=True)
+            return ToolResult(_describe(exc, env), is_error=True)
+        text = hide_secrets(result.text, env)
+        return result if text == result.text else replace(result, text=text)
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -60,19 +93,20 @@ class Tool:
         }
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, env: Env) -> str:
     try:
         detail = str(exc)
     except Exception:  # an exception whose __str__ fails still names its type
         detail = "(no description)"
-    return f"{type(exc).__name__}: {detail}"[:MAX_ERROR]
+    # Hidden before the cut, which could otherwise leave part of a value.
+    return hide_secrets(f"{type(exc).__name__}: {detail}", env)[:MAX_ERROR]
 
 
-def _finish(args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
+def _finish(args: dict[str, Any], _workspace: Path, _settings: Settings, _env: Env) -> ToolResult:
     return ToolResult(str(args.get("message", "")), finish=True)
 
 
-def _think(_args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
+def _think(_args: dict[str, Any], _workspace: Path, _settings: Settings, _env: Env) -> ToolResult:
     return ToolResult("Your thought has been logged.")
 
 
@@ -82,7 +116,9 @@ def _inside(workspace: Path, path: str) -> Path | None:
     return target if target == root or root in target.parents else None
 
 
-def _file_editor(args: dict[str, Any], workspace: Path, _settings: Settings) -> ToolResult:
+def _file_editor(
+    args: dict[str, Any], workspace: Path, _settings: Settings, _env: Env
+) -> ToolResult:
     command, path = args.get("command"), args.get("path")
     if not isinstance(path, str) or not path:
         return ToolResult("`path` is required", is_error=True)
@@ -128,7 +164,15 @@ def _edit(command: Any, target: Path, args: dict[str, Any]) -> ToolResult:
     return ToolResult(f"unknown command {command!r}", is_error=True)
 
 
-def _terminal(args: dict[str, Any], workspace: Path, settings: Settings) -> ToolResult:
+def command_environment(env: Env) -> dict[str, str]:
+    """A terminal command's environment: the server's own (PATH, HOME, ...) without any
+    AGENT_SERVER_* variable, plus the conversation's secrets. Read from os.environ, not
+    Settings: the command needs the process environment itself, minus the settings."""
+    secrets = {k: v for k, v in (env or {}).items() if not is_reserved(k)}
+    return {**without_reserved(os.environ), **secrets}
+
+
+def _terminal(args: dict[str, Any], workspace: Path, settings: Settings, env: Env) -> ToolResult:
     command = args.get("command")
     if not isinstance(command, str) or not command.strip():
         return ToolResult("`command` is required", is_error=True)
@@ -140,11 +184,13 @@ def _terminal(args: dict[str, Any], workspace: Path, settings: Settings) -> Tool
             capture_output=True,
             text=True,
             timeout=settings.terminal_timeout_seconds,
+            env=command_environment(env),
             check=False,
         )
     except subprocess.TimeoutExpired:
         return ToolResult(f"timed out after {settings.terminal_timeout_seconds:g} s", is_error=True)
-    output = (done.stdout + done.stderr)[-MAX_OUTPUT:]
+    # Hidden before the cut, which could otherwise leave the end of a value.
+    output = hide_secrets(done.stdout + done.stderr, env)[-MAX_OUTPUT:]
     return ToolResult(f"{output}\n[exit code {done.returncode}]", is_error=done.returncode != 0)
 
 

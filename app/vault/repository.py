@@ -37,3 +37,10 @@ async def replace_secrets(
     )
     result = await session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def sealed_of(session: AsyncSession, conversation_id: uuid.UUID) -> tuple[str | None] | None:
+    """(secrets,) of one conversation, None when there is no such conversation."""
+    stmt = select(Conversation.secrets).where(Conversation.id == conversation_id)
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row.secrets,)

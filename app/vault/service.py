@@ -1,12 +1,13 @@
 """The vault of a process: its endpoint policy and its cipher, built once from the settings."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app.config import Settings
-from app.errors import Unprocessable
-from app.vault import specs
-from app.vault.cipher import Cipher
+from app.errors import Conflict, Unprocessable
+from app.vault import env, specs
+from app.vault.cipher import Cipher, UnreadableSecrets
 from app.vault.policy import EndpointPolicy, EndpointRefused
 from app.vault.redact import strings_in
 
@@ -41,3 +42,30 @@ class Vault:
         while they are in use). Raises cipher.UnreadableSecrets."""
         secrets = self.cipher.open(stored)
         return specs.reveal(agent, secrets), strings_in(secrets)
+
+    def env_secrets(self, stored: str | None) -> dict[str, str]:
+        """The environment secrets sealed in `stored`, for the tools of the process running
+        the conversation. Raises cipher.UnreadableSecrets."""
+        return env.env_of(self.cipher.open(stored))
+
+    def update_env(
+        self, stored: str | None, new: Mapping[str, str]
+    ) -> tuple[str | None, list[str]]:
+        """`stored` resealed with the environment secrets `new` set (see env.merge_env), and
+        every value it holds (to redact while the request holds them). 422 past
+        env.MAX_NAMES names; 409 when no configured key opens `stored`."""
+        try:
+            secrets = env.merge_env(self.cipher.open(stored), new)
+        except UnreadableSecrets as exc:
+            raise Conflict(
+                f"this conversation's stored credentials cannot be opened ({exc}), so no"
+                " secret can be added to them"
+            ) from None
+        names = len(env.env_of(secrets))
+        if names > env.MAX_NAMES:
+            raise Unprocessable(
+                f"a conversation holds at most {env.MAX_NAMES} secrets; this request would"
+                f" make {names}",
+                details=[{"loc": ["body", "secrets"]}],
+            )
+        return self.cipher.seal(secrets), strings_in(secrets)

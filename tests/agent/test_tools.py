@@ -11,6 +11,7 @@ from app.agent.tools import (
     FILE_EDITOR,
     MAX_ERROR,
     TERMINAL,
+    Env,
     Tool,
     ToolResult,
     parse_arguments,
@@ -91,7 +92,7 @@ def test_tool_selection_and_arguments(settings: Settings) -> None:
     assert parse_arguments("{bad")[1] is not None
 
 
-def _raises(args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
+def _raises(args: dict[str, Any], _workspace: Path, _settings: Settings, _env: Env) -> ToolResult:
     raise RuntimeError(f"failed on {args['secret']} " + "x" * 5_000)
 
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from app.agent import sdk_shapes, tools
-from app.agent.tools import Tool, ToolResult
+from app.agent.tools import Env, Tool, ToolResult
 from app.config import Settings
 from app.db.session import Database
 from app.events import service
@@ -340,7 +340,7 @@ async def test_an_unknown_tool_with_nul_in_its_name_and_call_id(
     assert context[-1]["role"] == "tool" and context[-1]["tool_call_id"] == "call\ufffdx"
 
 
-def _raises(args: dict[str, Any], _workspace: Path, _settings: Settings) -> ToolResult:
+def _raises(args: dict[str, Any], _workspace: Path, _settings: Settings, _env: Env) -> ToolResult:
     raise RuntimeError("boom\x00" + "x" * 5_000)
 
 

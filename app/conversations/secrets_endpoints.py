@@ -1,0 +1,29 @@
+"""Conversation secrets routes (the OpenHands agent-server's `POST .../secrets`)."""
+
+import uuid
+
+from fastapi import APIRouter
+
+from app.conversations import secrets
+from app.conversations.secrets_schemas import ConversationSecretsUpdate, SecretsUpdated
+from app.db.session import WriteSessionDep
+from app.errors import error_responses
+from app.vault.endpoints import VaultDep
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+
+@router.post(
+    "/{conversation_id}/secrets",
+    response_model=SecretsUpdated,
+    responses=error_responses(401, 404, 409, 422),
+)
+async def update_conversation_secrets(
+    conversation_id: uuid.UUID,
+    body: ConversationSecretsUpdate,
+    session: WriteSessionDep,
+    vault: VaultDep,
+) -> SecretsUpdated:
+    """Set secrets that the conversation's terminal commands see as environment variables."""
+    await secrets.set_env(session, conversation_id, body.plain_values(), vault)
+    return SecretsUpdated()
