@@ -40,6 +40,8 @@ from app.system.endpoints import router as system_router
 from app.vault.redact import REDACTOR, install_log_redaction
 from app.vault.service import Vault
 from app.vault.specs import LLM_CREDENTIALS
+from app.workspace.bash import CommandRunner
+from app.workspace.endpoints import router as workspace_router
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         finally:
             if worker is not None:
                 await worker.stop()
+            await app.state.commands.close()  # kills the commands still running
             await hub.stop()
             if owns_db:
                 await app.state.db.dispose()
@@ -189,6 +192,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.started_at = time.monotonic()
     app.state.vault = Vault.from_settings(settings)  # a malformed SECRET_KEY stops the start
+    app.state.commands = CommandRunner()  # bash commands of the workspace routes
     install_log_redaction()
     # aiosqlite's DEBUG lines repeat every statement with its parameters (user data).
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
@@ -207,6 +211,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     api.include_router(events_router)
     api.include_router(runs_router)
     api.include_router(skills_router)
+    api.include_router(workspace_router)
     app.include_router(api)
     app.include_router(sockets_router)
     app.include_router(system_router)

@@ -1,0 +1,1 @@
+"""The OpenHands workspace routes: bash commands and file transfer inside the workspace root."""
