@@ -130,7 +130,7 @@ class AgentBase:
 _REGISTRY: dict[str, type[AgentBase]] = {}
 DEFAULT_AGENT_KIND = "LLMAgent"
 # Known without importing them (litellm loads only in processes that run agents).
-BUILTIN_AGENT_KINDS = frozenset({"LLMAgent", "SyncLLMAgent"})
+BUILTIN_AGENT_KINDS = frozenset({"LLMAgent", "SyncLLMAgent", "Agent"})
 
 
 def register_agent(cls: type[AgentBase]) -> type[AgentBase]:

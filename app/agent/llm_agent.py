@@ -25,12 +25,13 @@ from app.events.schemas import (
 )
 from app.vault.policy import EndpointPolicy
 from app.vault.redact import MASK, REDACTOR
-from app.vault.specs import LLM_CREDENTIALS, PUBLIC_LLM_FIELDS
+from app.vault.specs import LLM_CREDENTIALS, MODEL_PARAMETERS
 
 logger = logging.getLogger(__name__)
 
 # agent.llm fields passed to litellm as they are (model, endpoint and key are chosen above).
-FORWARDED = (PUBLIC_LLM_FIELDS | LLM_CREDENTIALS) - {"model", "base_url", "api_key", "timeout"}
+LLM_ENDPOINT = frozenset({"model", "base_url", "api_key", "timeout"})
+FORWARDED = (MODEL_PARAMETERS | LLM_CREDENTIALS) - LLM_ENDPOINT
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful agent. Use the tools to do the task; call `finish` when it is done."
@@ -60,6 +61,16 @@ def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> 
         messages.append({"role": "system", "content": event["system_prompt"]["text"]})
     elif kind == "MessageEvent":
         message = event["llm_message"]
+    def _tool_names(self) -> list[str] | None:
+        """The tools the spec asks for (None: all it may use)."""
+        tools = self.spec.get("tools")
+        return tools if isinstance(tools, list) else None
+
+    def _llm_fields(self) -> dict[str, Any]:
+        """agent.llm as litellm arguments: model, base_url, api_key, timeout and FORWARDED."""
+        llm = self.spec.get("llm") or {}
+        return {k: v for k, v in llm.items() if k in FORWARDED or k in LLM_ENDPOINT}
+
         messages.append({"role": message["role"], "content": _text(message.get("content"))})
     elif kind == "ActionEvent":
         tool_call = event["tool_call"]
@@ -103,7 +114,7 @@ class LLMAgent(AgentBase):
     kind = "LLMAgent"
 
     def _tools(self) -> list[Tool]:
-        return tools_for(self.spec.get("tools"), self.settings)
+        return tools_for(self._tool_names(), self.settings)
 
     def system_prompt_event(self) -> EventBase:
         text = self.spec.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
@@ -127,7 +138,7 @@ class LLMAgent(AgentBase):
         """litellm's arguments: the allowlisted model parameters and credentials of
         agent.llm, and the endpoint chosen by the rule of app/vault/policy.py (the server's
         key goes only to the server's URL)."""
-        llm = {k: v for k, v in (self.spec.get("llm") or {}).items() if v is not None and v != MASK}
+        llm = {k: v for k, v in self._llm_fields().items() if v is not None and v != MASK}
         model = llm.get("model") or self.settings.llm_model
         if not model:
             raise ValueError("no LLM model: set agent.llm.model or AGENT_SERVER_LLM_MODEL")

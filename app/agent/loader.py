@@ -15,7 +15,8 @@ def load_agents() -> None:
     import httpx
     import litellm
 
-    import app.agent.llm_agent  # noqa: F401  (registers LLMAgent and SyncLLMAgent)
+    import app.agent.llm_agent
+    import app.agent.sdk_agent  # noqa: F401  (registers the OpenHands SDK's Agent)
 
     # litellm prints "Give Feedback / Get Help" banners on every failed call; errors reach
     # our logs and the run's events instead.

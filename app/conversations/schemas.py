@@ -6,19 +6,23 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
+    TypeAdapter,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 
 from app.agent.base import DEFAULT_AGENT_KIND, agent_kinds
 from app.agent.tools import ALL_TOOLS
+from app.conversations.sdk_schemas import OPTION_FIELDS, SdkAgentSpec, SdkCreateOptions
 from app.events.schemas import UserMessageCreate
-from app.models.conversation import ExecutionStatus
+from app.models.conversation import NEVER_CONFIRM, ExecutionStatus
 from app.skills.schemas import SkillName
 from app.validators import reject_unstorable
 from app.vault import specs
@@ -136,15 +140,40 @@ class AgentSpec(BaseModel):
         return data
 
 
-class ConversationCreate(BaseModel):
+_OUR_AGENT = TypeAdapter(AgentSpec)
+_SDK_AGENT = TypeAdapter(SdkAgentSpec)
+
+
+def _agent_by_kind(value: Any, _handler: Any) -> AgentSpec | SdkAgentSpec:
+    """Kind `Agent` is the OpenHands SDK's spec, any other ours; a 422 names the fields
+    under `agent` itself (no union branch in its `loc`)."""
+    if isinstance(value, dict) and value.get("kind") == "Agent":
+        return _SDK_AGENT.validate_python(value)
+    return _OUR_AGENT.validate_python(value)
+
+
+AnyAgentSpec = Annotated[AgentSpec | SdkAgentSpec, WrapValidator(_agent_by_kind)]
+
+
+class ConversationCreate(SdkCreateOptions):
+    """Our own fields, and the OpenHands SDK's creation settings (sdk_schemas.py). Any other
+    field is 422."""
+
+    model_config = ConfigDict(extra="forbid")
     _storable = model_validator(mode="before")(reject_unstorable)
 
-    id: uuid.UUID | None = None
+    id: uuid.UUID | None = Field(
+        default=None, validation_alias=AliasChoices("id", "conversation_id")
+    )
     title: Title | None = None
     tags: Tags = Field(default_factory=dict)
-    agent: AgentSpec
+    agent: AnyAgentSpec
     max_iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
     initial_message: UserMessageCreate | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The OpenHands settings kept in `conversations.options`."""
+        return self.model_dump(mode="json", include=set(OPTION_FIELDS), exclude_none=True)
 
 
 class ConversationUpdate(BaseModel):
@@ -162,6 +191,9 @@ class ConversationUpdate(BaseModel):
 
 
 class ConversationRead(BaseModel):
+    """A conversation as GET shows it: our fields and the OpenHands SDK's ConversationInfo
+    (`confirmation_policy`, `security_analyzer`, `workspace`, the creation settings given)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -171,15 +203,61 @@ class ConversationRead(BaseModel):
     execution_status: ExecutionStatus
     max_iterations: int
     stats: dict[str, Any]
+    confirmation_policy: dict[str, Any] = Field(default_factory=lambda: dict(NEVER_CONFIRM))
+    security_analyzer: dict[str, Any] | None = None
+    workspace: dict[str, Any] | None = Field(
+        default=None, description="`{kind: LocalWorkspace, working_dir}` as created"
+    )
+    persistence_dir: str | None = Field(
+        default=None,
+        description="Names the conversation's rows (there is no directory: the state is SQL)",
+    )
+    stuck_detection: bool | None = None
+    stuck_detection_thresholds: dict[str, Any] | None = None
+    tool_module_qualnames: dict[str, str] = Field(default_factory=dict)
+    client_tools: list[dict[str, Any]] = Field(default_factory=list)
+    agent_definitions: list[dict[str, Any]] = Field(default_factory=list)
+    plugins: list[dict[str, Any]] | None = None
+    hook_config: dict[str, Any] | None = None
+    user_id: str | None = None
     last_seq: int
     version: int
     created_at: datetime
     updated_at: datetime
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, value: Any) -> Any:
+        """A stored conversation: its columns, its `options` spread as top-level fields."""
+        if isinstance(value, dict):
+            return value
+        data = {name: getattr(value, name) for name in _ROW_FIELDS}
+        options = getattr(value, "options", None) or {}
+        data.update((k, v) for k, v in options.items() if k in OPTION_FIELDS)
+        data["persistence_dir"] = f"agent-server:conversations/{value.id}"
+        return data
+
     @field_validator("agent")
     @classmethod
     def _mask_secrets(cls, agent: dict[str, Any]) -> dict[str, Any]:
         return specs.mask(agent)  # stored specs hold masks already; this keeps it so
+
+
+_ROW_FIELDS = (
+    "id",
+    "title",
+    "tags",
+    "agent",
+    "execution_status",
+    "max_iterations",
+    "stats",
+    "confirmation_policy",
+    "security_analyzer",
+    "last_seq",
+    "version",
+    "created_at",
+    "updated_at",
+)
 
 
 class ConversationSortOrder(enum.StrEnum):

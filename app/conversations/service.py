@@ -17,6 +17,7 @@ from app.errors import BadRequest, NotFound, PreconditionFailed
 from app.events import service as events_service
 from app.events.schemas import Message, MessageEvent
 from app.models import Conversation, ExecutionStatus
+from app.models.conversation import NEVER_CONFIRM
 from app.pagination import decode_cursor, encode_cursor
 from app.skills import service as skills_service
 from app.vault.redact import REDACTOR
@@ -37,8 +38,9 @@ async def create(
     """Create a conversation; an existing id returns the stored one (created=False). Its
     credentials are sealed by the vault; a refused LLM endpoint is 422."""
     agent, secrets, secret_values = vault.store(data.agent.to_storage())
-    if data.agent.skills:
-        await skills_service.check_known(session, data.agent.skills, field="agent.skills")
+    skills = getattr(data.agent, "skills", None)
+    if skills:
+        await skills_service.check_known(session, skills, field="agent.skills")
     conversation_id = data.id or uuid.uuid4()
     now = utcnow()
     with REDACTOR.hiding(secret_values):  # a driver's DEBUG line repeats the INSERT's values
@@ -52,6 +54,17 @@ async def create(
                 "secrets": secrets,
                 "execution_status": ExecutionStatus.IDLE.value,
                 "max_iterations": data.max_iterations,
+                "confirmation_policy": (
+                    data.confirmation_policy.to_storage()
+                    if data.confirmation_policy
+                    else dict(NEVER_CONFIRM)
+                ),
+                "security_analyzer": (
+                    data.security_analyzer.model_dump(mode="json")
+                    if data.security_analyzer
+                    else None
+                ),
+                "options": data.options(),
                 "stats": {},
                 "last_seq": 0,
                 "version": 1,

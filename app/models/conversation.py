@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
@@ -18,8 +18,12 @@ class ExecutionStatus(enum.StrEnum):
     IDLE = "idle"
     RUNNING = "running"
     PAUSED = "paused"
+    WAITING_FOR_CONFIRMATION = "waiting_for_confirmation"
     FINISHED = "finished"
     ERROR = "error"
+
+
+NEVER_CONFIRM: dict[str, Any] = {"kind": "NeverConfirm"}
 
 
 class Conversation(Base):
@@ -32,8 +36,20 @@ class Conversation(Base):
     agent: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # `fernet:<token>` (or `plain:<json>` without AGENT_SERVER_SECRET_KEY): see app/vault.
     secrets: Mapped[str | None] = mapped_column(Text, deferred=True)
-    execution_status: Mapped[str] = mapped_column(String(16), default=ExecutionStatus.IDLE.value)
+    execution_status: Mapped[str] = mapped_column(String(32), default=ExecutionStatus.IDLE.value)
     max_iterations: Mapped[int] = mapped_column(Integer)
+    # OpenHands: which actions wait for the user's confirmation (`{"kind": "NeverConfirm"}`,
+    # `AlwaysConfirm`, `ConfirmRisky`), the security analyzer as set, and the other creation
+    # settings a client reads back (workspace, client tools, tool modules, hooks, ...).
+    confirmation_policy: Mapped[dict[str, Any]] = mapped_column(
+        JSONType,
+        default=lambda: dict(NEVER_CONFIRM),
+        server_default=text('\'{"kind": "NeverConfirm"}\''),
+    )
+    security_analyzer: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    options: Mapped[dict[str, Any]] = mapped_column(
+        JSONType, default=dict, server_default=text("'{}'")
+    )
     stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Highest event seq so far: appends reserve seqs by bumping it under the row lock.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)

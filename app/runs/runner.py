@@ -25,6 +25,7 @@ from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, S
 from app.clock import utcnow
 from app.config import Settings
 from app.conversations.state import record_full_state, transition
+from app.conversations.sdk_schemas import SdkWorkspace
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
@@ -342,7 +343,12 @@ class Runner:
         return conversation, history
 
     def _context(self, conversation: Conversation) -> StepContext:
-        workspace = self.settings.workspace_root / str(conversation.id)
+        working_dir = (conversation.options or {}).get("workspace", {}).get("working_dir")
+        workspace = (
+            SdkWorkspace.under(self.settings.workspace_root, working_dir)
+            if isinstance(working_dir, str)
+            else self.settings.workspace_root / str(conversation.id)
+        )
         return StepContext(
             conversation_id=conversation.id,
             run_id=self.lease.run_id,

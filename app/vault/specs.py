@@ -11,8 +11,8 @@ from typing import Any
 
 from app.vault.redact import MASK
 
-# The agent.llm fields that are not credentials: stored and shown as given.
-PUBLIC_LLM_FIELDS = frozenset(
+# Our agent.llm model parameters (LLMConfig): not credentials, passed to litellm.
+MODEL_PARAMETERS = frozenset(
     {
         "model",
         "base_url",
@@ -31,6 +31,53 @@ PUBLIC_LLM_FIELDS = frozenset(
         "timeout",
     }
 )
+# The OpenHands SDK's LLM fields that are not credentials (conversations/sdk_schemas.py).
+SDK_PUBLIC_LLM_FIELDS = frozenset(
+    {
+        "provider_connection_id",
+        "auth_type",
+        "subscription_vendor",
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_session_name",
+        "aws_bedrock_runtime_endpoint",
+        "openrouter_site_url",
+        "openrouter_app_name",
+        "num_retries",
+        "retry_multiplier",
+        "retry_min_wait",
+        "retry_max_wait",
+        "stream_idle_timeout",
+        "max_message_chars",
+        "max_input_tokens",
+        "max_output_tokens",
+        "model_canonical_name",
+        "api_mode",
+        "capability_overrides",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "ollama_base_url",
+        "stream",
+        "drop_params",
+        "disable_vision",
+        "disable_stop_word",
+        "caching_prompt",
+        "log_completions",
+        "log_completions_folder",
+        "custom_tokenizer",
+        "native_tool_calling",
+        "force_string_serializer",
+        "inline_image_urls",
+        "reasoning_summary",
+        "enable_encrypted_reasoning",
+        "prompt_cache_retention",
+        "extended_thinking_budget",
+        "usage_id",
+        "is_subscription",
+    }
+)
+# The agent.llm fields that are not credentials: stored and shown as given.
+PUBLIC_LLM_FIELDS = MODEL_PARAMETERS | SDK_PUBLIC_LLM_FIELDS
 # The credentials of agent.llm that are passed to the LLM client.
 LLM_CREDENTIALS = frozenset(
     {"api_key", "extra_headers", "aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
