@@ -353,7 +353,9 @@ def _answer(
         tool_call_id=call.id,
         action_id=action["id"],
         # The call's SDK action (as stored) gives the observation its own fields.
-        observation=sdk_shapes.observation(name, action.get("action") or {}, result.text),
+        observation=sdk_shapes.observation(
+            name, action.get("action") or {}, result.text, fields=result.fields
+        ),
     )
     return observation, result.finish
 

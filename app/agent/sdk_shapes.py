@@ -11,12 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.agent import task_tracker
+
 # JSON types of an action field (a bool is not an int here); the SDK wants insert_line and
 # timeout >= 0.
 STRING, COUNT, SECONDS, BOOLEAN, INT_PAIR = "string", "count", "seconds", "boolean", "pair"
+TASKS = "tasks"  # a task tracker's list (task_tracker.tasks_of)
 
 
 def _fits(value: Any, kind: str) -> bool:
+    if kind == TASKS:
+        try:
+            task_tracker.tasks_of(value)
+        except task_tracker.TaskListError:
+            return False
+        return True
     if kind == STRING:
         return isinstance(value, str)
     if kind == BOOLEAN:
@@ -34,6 +43,7 @@ def _fits(value: Any, kind: str) -> bool:
 
 ObservationFields = Callable[[dict[str, Any]], dict[str, Any]]
 FILE_COMMANDS = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
+TASK_COMMANDS = frozenset({"view", "plan"})
 
 
 def _no_fields(_arguments: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +61,18 @@ def _file_fields(arguments: dict[str, Any]) -> dict[str, Any]:
         "command": command if command in FILE_COMMANDS else "view",
         "path": path if isinstance(path, str) else None,
     }
+
+
+def _task_fields(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A plan's observation shows the list planned; a view's is given by the tool's result
+    (`ToolResult.fields`)."""
+    command = arguments.get("command", "view")
+    if command == "plan" and _fits(arguments.get("task_list", []), TASKS):
+        return {
+            "command": "plan",
+            "task_list": task_tracker.tasks_of(arguments.get("task_list", [])),
+        }
+    return {"command": "view", "task_list": []}
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,14 @@ SDK_TOOLS = {
         frozenset({"command"}),
         _terminal_fields,
     ),
+    "task_tracker": SdkTool(
+        "TaskTrackerTool",
+        "TaskTrackerAction",
+        "TaskTrackerObservation",
+        {"command": STRING, "task_list": TASKS},
+        frozenset(),
+        _task_fields,
+    ),
 }
 
 
@@ -142,11 +172,20 @@ def action(name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if name == "file_editor" and fitting["command"] not in FILE_COMMANDS:
         return None
+    if name == "task_tracker":
+        if fitting.get("command", "view") not in TASK_COMMANDS:
+            return None
+        if "task_list" in fitting:
+            fitting["task_list"] = task_tracker.tasks_of(fitting["task_list"])
     return {"kind": sdk.action_kind, **fitting}
 
 
 def observation(
-    name: str, arguments: dict[str, Any], text: str, is_error: bool = False
+    name: str,
+    arguments: dict[str, Any],
+    text: str,
+    is_error: bool = False,
+    fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A tool's result as the tool's SDK observation."""
     content = [{"type": "text", "text": text}]
@@ -163,4 +202,5 @@ def observation(
         "content": content,
         "is_error": is_error,
         **sdk.observation_fields(arguments),
+        **(fields or {}),
     }

@@ -28,15 +28,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from app.agent import task_tracker
 from app.config import Settings
 from app.validators import INT_MAX, INT_MIN
-
 from app.vault.env import is_reserved, without_reserved
+
 logger = logging.getLogger(__name__)
 MAX_OUTPUT = 30_000
 MAX_ERROR = 2_000
 MAX_DEPTH = 64
-
 HIDDEN = "<secret-hidden>"
 MIN_HIDDEN = 4
 
@@ -54,11 +54,14 @@ def hide_secrets(text: str, env: Env) -> str:
         return text
     return re.sub("|".join(map(re.escape, reversed(values))), HIDDEN, text)
 
+
 @dataclass(frozen=True)
 class ToolResult:
     text: str
     is_error: bool = False
     finish: bool = False
+    # Fields of the SDK observation the result gives (the task tracker's list).
+    fields: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,10 +184,10 @@ def _terminal(args: dict[str, Any], workspace: Path, settings: Settings, env: En
         done = subprocess.run(
             ["bash", "-c", command],
             cwd=workspace,
+            env=command_environment(env),
             capture_output=True,
             text=True,
             timeout=settings.terminal_timeout_seconds,
-            env=command_environment(env),
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -229,7 +232,44 @@ TERMINAL = Tool(
     {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
     _terminal,
 )
-ALL_TOOLS = {tool.name: tool for tool in (FINISH, THINK, FILE_EDITOR, TERMINAL)}
+
+
+def _task_tracker(
+    args: dict[str, Any], workspace: Path, settings: Settings, env: Env
+) -> ToolResult:
+    try:
+        text, tasks = task_tracker.run(args, workspace, settings, env)
+    except task_tracker.TaskListError as exc:
+        return ToolResult(str(exc), is_error=True)
+    return ToolResult(text, fields={"task_list": tasks})
+
+
+TASK_TRACKER = Tool(
+    "task_tracker",
+    "Keep the task's plan: `view` shows the task list, `plan` replaces it (each task a title,"
+    " notes and a status: todo, in_progress or done). View it before you change it.",
+    {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "enum": ["view", "plan"]},
+            "task_list": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "notes": {"type": "string"},
+                        "status": {"type": "string", "enum": list(task_tracker.STATUSES)},
+                    },
+                    "required": ["title"],
+                },
+            },
+        },
+        "required": ["command"],
+    },
+    _task_tracker,
+)
+ALL_TOOLS = {tool.name: tool for tool in (FINISH, THINK, FILE_EDITOR, TERMINAL, TASK_TRACKER)}
 
 
 def tools_for(names: list[str] | None, settings: Settings) -> list[Tool]:

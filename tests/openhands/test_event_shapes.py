@@ -20,13 +20,14 @@ from tests.streams.conftest import LiveServer
 
 # What the runs below must produce, as label(event): kind, plus the source of a message and
 # the tool of an action or observation.
+TOOLS = ("finish", "think", "file_editor", "terminal", "task_tracker")
 KINDS = frozenset(
     {
         "MessageEvent(user)",
         "MessageEvent(agent)",
         "SystemPromptEvent",
-        *(f"ActionEvent({tool})" for tool in ("finish", "think", "file_editor", "terminal")),
-        *(f"ObservationEvent({tool})" for tool in ("finish", "think", "file_editor", "terminal")),
+        *(f"ActionEvent({tool})" for tool in TOOLS),
+        *(f"ObservationEvent({tool})" for tool in TOOLS),
         "AgentErrorEvent",
         "ConversationErrorEvent",
         "ConversationStateUpdateEvent",
@@ -40,6 +41,7 @@ SDK_TOOLS = {
     "think": ("ThinkTool", "ThinkAction", "ThinkObservation"),
     "file_editor": ("FileEditorTool", "FileEditorAction", "FileEditorObservation"),
     "terminal": ("TerminalTool", "TerminalAction", "TerminalObservation"),
+    "task_tracker": ("TaskTrackerTool", "TaskTrackerAction", "TaskTrackerObservation"),
 }
 PAGE = 7  # small, so that the search crosses pages
 STOPPED = {"completed", "failed", "cancelled", "interrupted"}
@@ -81,6 +83,7 @@ TOOL_REPLIES = (
             _call("file_editor", command="view", path="missing.txt"),
             _call("terminal", command="echo hi"),
             _call("terminal", command="exit 3"),
+            _call("task_tracker", command="plan", task_list=[{"title": "t", "status": "done"}]),
             _call("nope"),
             {"name": "think", "raw_arguments": "{not json"},
         ]

@@ -75,6 +75,7 @@ async def test_tool_calls_become_actions_and_observations(
         ("FinishTool", "finish", "FinishAction"),
         ("ThinkTool", "think", "ThinkAction"),
         ("FileEditorTool", "file_editor", "FileEditorAction"),
+        ("TaskTrackerTool", "task_tracker", "TaskTrackerAction"),
     ]
     actions = [e for e in events if e["kind"] == "ActionEvent"]
     observations = [e for e in events if e["kind"] == "ObservationEvent"]
@@ -139,6 +140,7 @@ async def test_tool_calls_become_actions_and_observations(
         "finish",
         "think",
         "file_editor",
+        "task_tracker",
     }
     last = requests[2]["messages"]
     assert [m["role"] for m in last[-4:]] == ["assistant", "tool", "assistant", "tool"]

@@ -206,10 +206,11 @@ async def test_a_run_whose_tools_changed_records_a_new_prompt(
     first, second = _prompts(events)
     assert first["system_prompt"] == second["system_prompt"]
     assert _skills(first) == _skills(second) == [("steady", 1)]
-    assert [t["kind"] for t in first["tools"]] == ["FinishTool", "ThinkTool", "FileEditorTool"]
+    assert [t["kind"] for t in first["tools"]] == [
+        *("FinishTool", "ThinkTool", "FileEditorTool", "TaskTrackerTool")
+    ]
     assert [t["kind"] for t in second["tools"]] == [
-        *("FinishTool", "ThinkTool", "FileEditorTool"),
-        "TerminalTool",
+        *("FinishTool", "ThinkTool", "FileEditorTool", "TerminalTool", "TaskTrackerTool")
     ]
     requests = await llm.requests()
     assert "terminal" in {t["function"]["name"] for t in requests[1]["tools"]}
