@@ -21,6 +21,7 @@ from app.agent.loader import load_agents
 from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
 from app.conversations.fork_endpoints import router as fork_router
+from app.conversations.openhands_endpoints import router as openhands_router
 from app.conversations.secrets_endpoints import router as conversation_secrets_router
 from app.db.availability import unavailable_reason
 from app.db.migrations import head_revision
@@ -209,6 +210,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     api.include_router(conversations_router)
     api.include_router(conversation_secrets_router)
     api.include_router(fork_router)
+    api.include_router(openhands_router)
     api.include_router(streams_router)  # before events: /events/stream is not an event id
     api.include_router(events_router)
     api.include_router(runs_router)

@@ -10,7 +10,7 @@ never on the default executor.
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,8 @@ class StepOutcome:
     """What a step tells the runner: whether the agent has finished the task."""
 
     finished: bool = False
+    # The step recorded actions that wait for the user's confirmation (not run yet).
+    waiting: bool = False
 
 
 class Interrupted(Exception):
@@ -59,6 +61,13 @@ class StepContext:
     # The LLM context: built once per run from the stored events, then extended in memory.
     messages: list[dict[str, Any]] = field(default_factory=list)
     interrupted: threading.Event = field(default_factory=threading.Event)
+    # Confirmation mode: actions wait for the user before they run (the conversation's
+    # confirmation policy when the run started). `pending`: the stored actions the user
+    # accepted by running again, to run before the next LLM call (set by init_context).
+    confirm_actions: bool = False
+    # The conversation's environment secrets (for the terminal tool), read when the run started.
+    env: Mapping[str, str] | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
 
     async def emit(self, *events: EventBase) -> list[dict[str, Any]]:
         """Persist events now (fenced by the run's lease); returns them as stored."""

@@ -11,6 +11,8 @@ import litellm
 
 from app.agent import sdk_shapes
 from app.agent.base import AgentBase, LLMCallRecord, StepContext, StepOutcome, register_agent
+from app.agent.confirmation import needs_confirmation, waiting_actions
+from app.agent.context import context_messages, event_to_messages
 from app.agent.tools import Tool, ToolResult, parse_arguments, tools_for
 from app.events.schemas import (
     ActionEvent,
@@ -36,6 +38,11 @@ FORWARDED = (MODEL_PARAMETERS | LLM_CREDENTIALS) - LLM_ENDPOINT
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful agent. Use the tools to do the task; call `finish` when it is done."
 )
+CONDENSE_PROMPT = (
+    "Summarise the conversation events below for the agent that will continue the task"
+    " without them: the user's goals and requests, what was done and found (files, commands,"
+    " results), decisions, and what remains. Be concise and keep exact names and values."
+)
 TRANSIENT = (
     litellm.exceptions.RateLimitError,
     litellm.exceptions.APIConnectionError,
@@ -46,21 +53,14 @@ TRANSIENT = (
 )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+def _for_llm(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if not k.startswith("_")} for m in messages]
 
 
-def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-    """Extend the LLM context with one stored event (OpenAI chat format)."""
-    kind = event["kind"]
-    if kind == "SystemPromptEvent":
-        messages.append({"role": "system", "content": event["system_prompt"]["text"]})
-    elif kind == "MessageEvent":
-        message = event["llm_message"]
+@register_agent
+class LLMAgent(AgentBase):
+    kind = "LLMAgent"
+
     def _tool_names(self) -> list[str] | None:
         """The tools the spec asks for (None: all it may use)."""
         tools = self.spec.get("tools")
@@ -70,48 +70,6 @@ def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> 
         """agent.llm as litellm arguments: model, base_url, api_key, timeout and FORWARDED."""
         llm = self.spec.get("llm") or {}
         return {k: v for k, v in llm.items() if k in FORWARDED or k in LLM_ENDPOINT}
-
-        messages.append({"role": message["role"], "content": _text(message.get("content"))})
-    elif kind == "ActionEvent":
-        tool_call = event["tool_call"]
-        call = {
-            "id": tool_call["id"],
-            "type": "function",
-            "function": {"name": tool_call["name"], "arguments": tool_call["arguments"]},
-        }
-        last = messages[-1] if messages else None
-        same_response = (
-            last is not None
-            and last.get("role") == "assistant"
-            and last.get("_response_id") == event.get("llm_response_id")
-        )
-        if same_response and last is not None:
-            last["tool_calls"].append(call)
-        else:
-            thought = _text(event.get("thought"))
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": thought or None,
-                    "tool_calls": [call],
-                    "_response_id": event.get("llm_response_id"),
-                }
-            )
-    elif kind == "ObservationEvent":
-        text = _text((event.get("observation") or {}).get("content"))
-        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
-    elif kind == "AgentErrorEvent" and event.get("tool_call_id"):
-        text = event["error"]
-        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
-
-
-def _for_llm(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in m.items() if not k.startswith("_")} for m in messages]
-
-
-@register_agent
-class LLMAgent(AgentBase):
-    kind = "LLMAgent"
 
     def _tools(self) -> list[Tool]:
         return tools_for(self._tool_names(), self.settings)
@@ -124,11 +82,8 @@ class LLMAgent(AgentBase):
         )
 
     def init_context(self, ctx: StepContext, history: list[dict[str, Any]]) -> None:
-        # The system prompt leads the context even when it was recorded after the first
-        # user message (it is written when the first run starts).
-        prompts = [e for e in history if e["kind"] == "SystemPromptEvent"][-1:]
-        for event in prompts + [e for e in history if e["kind"] != "SystemPromptEvent"]:
-            event_to_messages(event, ctx.messages)
+        ctx.messages.extend(context_messages(history))
+        ctx.pending = waiting_actions(history)
 
     @functools.cached_property
     def _policy(self) -> EndpointPolicy:
@@ -164,6 +119,28 @@ class LLMAgent(AgentBase):
             kwargs["api_key"] = api_key
         return kwargs
 
+    async def ask(self, history: list[dict[str, Any]], question: str) -> str:
+        """One LLM call over the conversation's context and a question (OpenHands
+        `ask_agent`): no tool may be called, nothing is recorded."""
+        messages = context_messages(history)
+        messages.append({"role": "user", "content": question})
+        tools = [t.schema() for t in self._tools()]
+        response = await litellm.acompletion(
+            messages=_for_llm(messages), tools=tools, tool_choice="none", **self._llm_kwargs()
+        )
+        return str(response.choices[0].message.content or "")
+
+    async def summarize(self, events: str, previous: str | None) -> tuple[str, str]:
+        """One LLM call that summarises events being condensed (and the summary they
+        follow): the summary and the LLM response's id."""
+        earlier = f"\n\nThe summary of what came before them:\n{previous}" if previous else ""
+        prompt = f"{CONDENSE_PROMPT}{earlier}\n\nThe events:\n{events}"
+        response = await litellm.acompletion(
+            messages=[{"role": "user", "content": prompt}], **self._llm_kwargs()
+        )
+        response_id = getattr(response, "id", None) or f"response-{uuid.uuid4()}"
+        return str(response.choices[0].message.content or ""), str(response_id)
+
     async def _complete(self, ctx: StepContext, tools: list[Tool]) -> Any:
         kwargs = self._llm_kwargs()
         attempt = 0
@@ -191,22 +168,25 @@ class LLMAgent(AgentBase):
 
     async def astep(self, ctx: StepContext) -> StepOutcome:
         tools = self._tools()
-        response = await self._complete(ctx, tools)
-        reply, actions = _read_response(response)
-        if reply is not None:
-            await ctx.emit(reply)
-            return _replied(ctx, reply)
-        stored = await ctx.emit(*actions)
-        calls = _calls(response)
-        planned = _plan(ctx, tools, calls, stored)
+        stored, ctx.pending = ctx.pending, []
+        calls = _stored_calls(stored)
+        if not stored:  # no accepted actions to run first: ask the LLM
+            response = await self._complete(ctx, tools)
+            reply, actions = _read_response(response)
+            if reply is not None:
+                await ctx.emit(reply)
+                return _replied(ctx, reply)
+            stored, calls = await ctx.emit(*actions), _raw_calls(response)
+            _add_to_context(ctx, stored)
+            if needs_confirmation(ctx, stored):
+                return StepOutcome(waiting=True)
+        planned = _plan(ctx, tools, calls)
         results = await asyncio.gather(
             *(ctx.run_tool(*job) if job else _no_tool() for job, _ in planned)
         )
         answers = [
-            _answer(call, action, result, problem)
-            for (_, problem), call, action, result in zip(
-                planned, calls, stored, results, strict=True
-            )
+            _answer(action, result, problem)
+            for (_, problem), action, result in zip(planned, stored, results, strict=True)
         ]
         for event in await ctx.emit(*(event for event, _ in answers)):
             event_to_messages(event, ctx.messages)
@@ -243,20 +223,25 @@ class SyncLLMAgent(LLMAgent):
 
     def step(self, ctx: StepContext) -> StepOutcome:
         tools = self._tools()
-        response = self._complete_sync(ctx, tools)
-        ctx.check_interrupted()
-        reply, actions = _read_response(response)
-        if reply is not None:
-            ctx.emit_sync(reply)
-            return _replied(ctx, reply)
-        stored = ctx.emit_sync(*actions)
-        calls = _calls(response)
-        planned = _plan(ctx, tools, calls, stored)
+        stored, ctx.pending = ctx.pending, []
+        calls = _stored_calls(stored)
+        if not stored:  # no accepted actions to run first: ask the LLM
+            response = self._complete_sync(ctx, tools)
+            ctx.check_interrupted()
+            reply, actions = _read_response(response)
+            if reply is not None:
+                ctx.emit_sync(reply)
+                return _replied(ctx, reply)
+            stored, calls = ctx.emit_sync(*actions), _raw_calls(response)
+            _add_to_context(ctx, stored)
+            if needs_confirmation(ctx, stored):
+                return StepOutcome(waiting=True)
+        planned = _plan(ctx, tools, calls)
         futures = [ctx.submit_tool(*job) if job else None for job, _ in planned]
         answers = []
-        for (_, problem), call, action, future in zip(planned, calls, stored, futures, strict=True):
+        for (_, problem), action, future in zip(planned, stored, futures, strict=True):
             result = None if future is None else _wait(ctx, future)
-            answers.append(_answer(call, action, result, problem))
+            answers.append(_answer(action, result, problem))
         stored_answers = ctx.emit_sync(*(event for event, _ in answers))
         for event in stored_answers:
             event_to_messages(event, ctx.messages)
@@ -315,42 +300,57 @@ def _replied(ctx: StepContext, reply: MessageEvent) -> StepOutcome:
     return StepOutcome(finished=True)
 
 
-Job = tuple[Any, dict[str, Any], Any, Any]
+Job = tuple[Any, dict[str, Any], Any, Any, Any]
+
+
+def _add_to_context(ctx: StepContext, stored: list[dict[str, Any]]) -> None:
+    for event in stored:
+        event_to_messages(event, ctx.messages)
+
+
+# A tool call as (tool name, raw arguments).
+Call = tuple[str, str | None]
+
+
+def _raw_calls(response: Any) -> list[Call]:
+    """The calls as the LLM sent them (a NUL in them is refused, not replaced)."""
+    return [(call.function.name or "", call.function.arguments) for call in _calls(response)]
+
+
+def _stored_calls(actions: list[dict[str, Any]]) -> list[Call]:
+    return [(a["tool_call"]["name"], a["tool_call"]["arguments"]) for a in actions]
 
 
 def _plan(
-    ctx: StepContext, tools: list[Tool], calls: list[Any], stored: list[dict[str, Any]]
+    ctx: StepContext, tools: list[Tool], calls: list[Call]
 ) -> list[tuple[Job | None, str | None]]:
     """Per call: the tool job to run, or the problem that stops it from running."""
-    for event in stored:
-        event_to_messages(event, ctx.messages)
     by_name = {t.name: t for t in tools}
     planned: list[tuple[Job | None, str | None]] = []
-    for call in calls:
-        name = call.function.name or ""
-        arguments, problem = parse_arguments(call.function.arguments)
+    for name, raw in calls:
+        arguments, problem = parse_arguments(raw)
         tool = by_name.get(name)
         if tool is None:
             problem = f"unknown tool {name!r}; available: {sorted(by_name)}"
         if problem is not None or tool is None:
             planned.append((None, problem))
         else:
-            planned.append(((tool.run, arguments, ctx.workspace, ctx.settings), None))
+            planned.append(((tool.run, arguments, ctx.workspace, ctx.settings, ctx.env), None))
     return planned
 
 
 def _answer(
-    call: Any, action: dict[str, Any], result: ToolResult | None, problem: str | None
+    action: dict[str, Any], result: ToolResult | None, problem: str | None
 ) -> tuple[EventBase, bool]:
-    name = call.function.name or ""
+    name, call_id = action["tool_call"]["name"], action["tool_call"]["id"]
     if result is None or result.is_error:
         error = problem if result is None else result.text
         return AgentErrorEvent(
-            error=error or "no result", tool_name=name, tool_call_id=call.id
+            error=error or "no result", tool_name=name, tool_call_id=call_id
         ), False
     observation = ObservationEvent(
         tool_name=name,
-        tool_call_id=call.id,
+        tool_call_id=call_id,
         action_id=action["id"],
         # The call's SDK action (as stored) gives the observation its own fields.
         observation=sdk_shapes.observation(

@@ -3,13 +3,15 @@
 
 import uuid
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.agent.confirmation import waiting_actions
 from app.conversations.schemas import ConversationRead
 from app.events import service as events_service
-from app.events.schemas import ConversationStateUpdateEvent
+from app.events.schemas import ConversationStateUpdateEvent, UserRejectObservation
 from app.models import Conversation, ExecutionStatus
 
 
@@ -53,3 +55,33 @@ async def record_full_state(session: AsyncSession, conversation_id: uuid.UUID) -
     conversation = await session.get(Conversation, conversation_id, populate_existing=True)
     if conversation is not None:
         await events_service.append(session, conversation_id, [full_state(conversation)])
+
+
+async def reject_waiting(
+    session: AsyncSession, conversation_id: uuid.UUID, reason: str
+) -> list[dict[str, Any]]:
+    """Reject the actions a conversation waits on (confirmation mode): a
+    UserRejectObservation for each, and the conversation `idle`. The conditional move out of
+    `waiting_for_confirmation` is the guard (and takes the row lock): of two racing answers,
+    one finds nothing waiting. Returns the rejections recorded (none when it was not
+    waiting)."""
+    if not await transition(
+        session,
+        conversation_id,
+        ExecutionStatus.IDLE,
+        allowed_from=(ExecutionStatus.WAITING_FOR_CONFIRMATION,),
+    ):
+        return []
+    history = await events_service.history_after(session, conversation_id)
+    rejections = [
+        UserRejectObservation(
+            tool_name=action["tool_name"],
+            tool_call_id=action["tool_call_id"],
+            action_id=action["id"],
+            rejection_reason=reason,
+        )
+        for action in waiting_actions(history)
+    ]
+    stored = await events_service.append(session, conversation_id, rejections)
+    await record_full_state(session, conversation_id)
+    return stored

@@ -187,6 +187,37 @@ class ObservationEvent(EventBase):
         return [str(p.get("text", "")) for p in content if isinstance(p, dict)]
 
 
+class UserRejectObservation(EventBase):
+    """An action the user rejected in confirmation mode (it never ran)."""
+
+    kind: Literal["UserRejectObservation"] = "UserRejectObservation"
+    source: Source = "environment"
+    tool_name: str
+    tool_call_id: str
+    action_id: str
+    rejection_reason: str = "User rejected the action"
+    rejection_source: Literal["user", "hook"] = "user"
+
+    def text_parts(self) -> list[str]:
+        return [self.rejection_reason]
+
+
+class Condensation(EventBase):
+    """The agent's context condensed: the LLM no longer sees `forgotten_event_ids`; it sees
+    `summary` instead, after the first `summary_offset` events it still sees (the events
+    themselves stay stored and searchable)."""
+
+    kind: Literal["Condensation"] = "Condensation"
+    source: Source = "environment"
+    forgotten_event_ids: list[str]
+    summary: str | None = None
+    summary_offset: int | None = None
+    llm_response_id: str
+
+    def text_parts(self) -> list[str]:
+        return [self.summary] if self.summary else []
+
+
 class AgentErrorEvent(EventBase):
     kind: Literal["AgentErrorEvent"] = "AgentErrorEvent"
     source: Source = "agent"
@@ -230,6 +261,8 @@ AnyEvent = Annotated[
     | SystemPromptEvent
     | ActionEvent
     | ObservationEvent
+    | UserRejectObservation
+    | Condensation
     | AgentErrorEvent
     | ConversationErrorEvent
     | ConversationStateUpdateEvent
@@ -245,6 +278,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         SystemPromptEvent,
         ActionEvent,
         ObservationEvent,
+        UserRejectObservation,
+        Condensation,
         AgentErrorEvent,
         ConversationErrorEvent,
         ConversationStateUpdateEvent,

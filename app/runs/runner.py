@@ -22,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, StepOutcome
+from app.agent.confirmation import confirms_actions
 from app.clock import utcnow
 from app.config import Settings
-from app.conversations.state import record_full_state, transition
 from app.conversations.sdk_schemas import SdkWorkspace
+from app.conversations.state import record_full_state, transition
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
@@ -40,6 +41,7 @@ from app.runs.stops import (
     INTERRUPTED,
     MAX_ITERATIONS,
     PAUSED,
+    WAITING,
     Stop,
     failed,
     unanswered,
@@ -285,6 +287,7 @@ class Runner:
         self._hidden += REDACTOR.add(secret_values)
         self._agent = agent_cls(spec, self.settings)
         self._ctx = self._context(conversation)
+        self._ctx.env = self.vault.env_secrets(conversation.secrets)
         prompt = await skills_service.system_prompt_for_run(self.db, self._agent, history)
         if prompt is not None:
             history += await self._persist([prompt])
@@ -357,6 +360,7 @@ class Runner:
             workspace=workspace,
             max_iterations=conversation.max_iterations,
             iteration=self._iterations,
+            confirm_actions=confirms_actions(conversation.confirmation_policy),
             loop=asyncio.get_running_loop(),
             tool_pool=self.pools.tool_pool,
             persist=self._persist,
@@ -446,6 +450,8 @@ class Runner:
         ctx.iteration = self._iterations
         if outcome.finished:
             return FINISHED
+        if outcome.waiting:
+            return WAITING
         if self._pause:
             return PAUSED
         if ctx.iteration >= ctx.max_iterations:
@@ -459,11 +465,13 @@ class Runner:
             # A tool call was cut off: it may have run, in part or in full, or not at all. It
             # is never run again silently: the action gets an error and a person decides.
             stop = CUT_OFF
+        # Actions waiting for confirmation stay open: the user accepts or rejects them.
         dangling: list[EventBase] = [
             AgentErrorEvent(
                 error=unanswered(tool or "tool", stop), tool_name=tool or "", tool_call_id=call_id
             )
             for call_id, tool in self._open_actions.items()
+            if stop is not WAITING
         ]
         if stop.error is not None:
             dangling.append(ConversationErrorEvent(code="RunFailed", detail=stop.error))

@@ -19,8 +19,10 @@ from app.runs import repository
 if TYPE_CHECKING:
     from app.runs.worker import Worker
 
+# A conversation waiting for confirmation starts again: that accepts its waiting actions.
 STARTABLE = (
     ExecutionStatus.IDLE,
+    ExecutionStatus.WAITING_FOR_CONFIRMATION,
     ExecutionStatus.PAUSED,
     ExecutionStatus.FINISHED,
     ExecutionStatus.ERROR,

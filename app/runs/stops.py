@@ -17,6 +17,10 @@ class Stop:
 
 FINISHED = Stop(RunStatus.COMPLETED, "finished", ExecutionStatus.FINISHED)
 MAX_ITERATIONS = Stop(RunStatus.COMPLETED, "max_iterations", ExecutionStatus.PAUSED)
+# Confirmation mode: the step's actions wait for the user (they stay open, unanswered).
+WAITING = Stop(
+    RunStatus.COMPLETED, "waiting_for_confirmation", ExecutionStatus.WAITING_FOR_CONFIRMATION
+)
 PAUSED = Stop(RunStatus.CANCELLED, "paused", ExecutionStatus.PAUSED)
 INTERRUPTED = Stop(RunStatus.INTERRUPTED, "interrupted", ExecutionStatus.PAUSED)
 # Shutdown: the run goes back to the queue (any worker continues it from its events), or,

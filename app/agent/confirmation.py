@@ -1,0 +1,55 @@
+"""Confirmation mode (OpenHands): which policies make actions wait, and which stored actions
+are waiting.
+
+A run under such a policy records the LLM's actions and ends `waiting_for_confirmation`
+without running them. Running the conversation again accepts them: the next run runs them
+before it calls the LLM. Rejecting them records a UserRejectObservation for each
+(conversations/confirmation.py). Every action's risk is UNKNOWN here (no analyzer rates it),
+so `ConfirmRisky` confirms all of them unless its `confirm_unknown` is false.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.agent.base import StepContext
+
+WAITING = "waiting_for_confirmation"
+NEVER_CONFIRMED = frozenset({"finish", "think"})
+ANSWERS = frozenset({"ObservationEvent", "AgentErrorEvent", "UserRejectObservation"})
+
+
+def confirms_actions(policy: dict[str, Any] | None) -> bool:
+    kind = (policy or {}).get("kind")
+    if kind == "AlwaysConfirm":
+        return True
+    if kind == "ConfirmRisky":
+        return bool((policy or {}).get("confirm_unknown", True))
+    return False
+
+
+def needs_confirmation(ctx: "StepContext", actions: list[dict[str, Any]]) -> bool:
+    """Whether a step's recorded actions wait for the user; as in the SDK, a lone finish or
+    think never does."""
+    if not ctx.confirm_actions or not actions:
+        return False
+    return not (len(actions) == 1 and actions[0]["tool_call"]["name"] in NEVER_CONFIRMED)
+
+
+def waiting_actions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The actions the conversation waits on: those without an answer recorded before its
+    last move to `waiting_for_confirmation`, when nothing but state updates came after that
+    move (a later user message or run moved on). Empty when it is not waiting."""
+    last_wait = None
+    for index, event in enumerate(history):
+        if event["kind"] != "ConversationStateUpdateEvent":
+            last_wait = None
+        elif event.get("key") == "execution_status" and event.get("value") == WAITING:
+            last_wait = index
+    if last_wait is None:
+        return []
+    answered = {e.get("tool_call_id") for e in history[:last_wait] if e["kind"] in ANSWERS}
+    return [
+        e
+        for e in history[:last_wait]
+        if e["kind"] == "ActionEvent" and e.get("tool_call_id") not in answered
+    ]

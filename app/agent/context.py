@@ -1,0 +1,137 @@
+"""The LLM's context from stored events (OpenAI chat messages), and what condensing it
+forgets.
+
+The latest system prompt leads (it is recorded when the first run starts, after the first
+user message). A `Condensation` event makes the LLM forget the events it names and see its
+summary instead, after the first `summary_offset` events it still sees; the events stay
+stored and searchable. Only the latest condensation's summary is shown: it summarises the
+earlier ones.
+"""
+
+from typing import Any
+
+# Kinds that become LLM messages (an AgentErrorEvent only when it answers a tool call).
+LLM_KINDS = frozenset(
+    {"MessageEvent", "ActionEvent", "ObservationEvent", "AgentErrorEvent", "UserRejectObservation"}
+)
+ANSWER_KINDS = frozenset({"ObservationEvent", "AgentErrorEvent", "UserRejectObservation"})
+SUMMARY_PREFIX = "Summary of the earlier part of this conversation (condensed):\n"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def event_to_messages(event: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    """Extend the LLM context with one stored event (OpenAI chat format)."""
+    kind = event["kind"]
+    if kind == "SystemPromptEvent":
+        messages.append({"role": "system", "content": event["system_prompt"]["text"]})
+    elif kind == "MessageEvent":
+        message = event["llm_message"]
+        messages.append({"role": message["role"], "content": _text(message.get("content"))})
+    elif kind == "ActionEvent":
+        tool_call = event["tool_call"]
+        call = {
+            "id": tool_call["id"],
+            "type": "function",
+            "function": {"name": tool_call["name"], "arguments": tool_call["arguments"]},
+        }
+        last = messages[-1] if messages else None
+        same_response = (
+            last is not None
+            and last.get("role") == "assistant"
+            and last.get("_response_id") == event.get("llm_response_id")
+        )
+        if same_response and last is not None:
+            last["tool_calls"].append(call)
+        else:
+            thought = _text(event.get("thought"))
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": thought or None,
+                    "tool_calls": [call],
+                    "_response_id": event.get("llm_response_id"),
+                }
+            )
+    elif kind == "ObservationEvent":
+        text = _text((event.get("observation") or {}).get("content"))
+        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
+    elif kind == "UserRejectObservation":
+        text = f"The user rejected this action: {event['rejection_reason']}"
+        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
+    elif kind == "AgentErrorEvent" and event.get("tool_call_id"):
+        text = event["error"]
+        messages.append({"role": "tool", "tool_call_id": event["tool_call_id"], "content": text})
+
+
+def _visible(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The events the LLM sees after the system prompt, and the latest condensation."""
+    condensations = [e for e in history if e["kind"] == "Condensation"]
+    forgotten: set[str] = set()
+    for condensation in condensations:
+        forgotten.update(condensation.get("forgotten_event_ids") or [])
+    visible = [e for e in history if e["kind"] in LLM_KINDS and e["id"] not in forgotten]
+    return visible, (condensations[-1] if condensations else None)
+
+
+def context_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The LLM's messages for a conversation's stored events."""
+    messages: list[dict[str, Any]] = []
+    for prompt in [e for e in history if e["kind"] == "SystemPromptEvent"][-1:]:
+        event_to_messages(prompt, messages)
+    visible, condensation = _visible(history)
+    summary = (condensation or {}).get("summary")
+    offset = (condensation or {}).get("summary_offset") or 0
+    for index, event in enumerate(visible):
+        if summary and index == offset:
+            messages.append({"role": "user", "content": SUMMARY_PREFIX + summary})
+        event_to_messages(event, messages)
+    if summary and offset >= len(visible):
+        messages.append({"role": "user", "content": SUMMARY_PREFIX + summary})
+    return messages
+
+
+def to_forget(history: list[dict[str, Any]], keep_last: int) -> tuple[list[dict[str, Any]], int]:
+    """What a condensation forgets now: every event the LLM still sees except the first user
+    message and about the last `keep_last`, never splitting a tool call from its answer or
+    the calls of one LLM response; and the summary's offset. Empty when that is nothing."""
+    visible, _ = _visible(history)
+    start = 1 if visible and visible[0]["kind"] == "MessageEvent" else 0
+    cut = max(start, len(visible) - keep_last)
+    while cut > start and _inside_a_turn(visible, cut):
+        cut -= 1
+    return visible[start:cut], start
+
+
+def _inside_a_turn(visible: list[dict[str, Any]], index: int) -> bool:
+    """Whether cutting before visible[index] separates a tool call from its answer or the
+    calls of one LLM response."""
+    event, before = visible[index], visible[index - 1]
+    if event["kind"] in ANSWER_KINDS:
+        return True
+    return (
+        event["kind"] == "ActionEvent"
+        and before["kind"] == "ActionEvent"
+        and before.get("llm_response_id") == event.get("llm_response_id")
+    )
+
+
+def render(events: list[dict[str, Any]], limit: int) -> str:
+    """The events as text for a summariser, each cut to `limit` characters."""
+    messages: list[dict[str, Any]] = []
+    for event in events:
+        event_to_messages(event, messages)
+    lines = []
+    for message in messages:
+        text = _text(message.get("content"))
+        calls = [c["function"] for c in message.get("tool_calls") or []]
+        if calls:
+            text += "".join(f"\n[calls {c['name']}({c['arguments']})]" for c in calls)
+        lines.append(f"{message['role']}: {text[:limit]}")
+    return "\n\n".join(lines)

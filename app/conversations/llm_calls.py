@@ -1,0 +1,128 @@
+"""LLM calls about a conversation outside its runs (OpenHands): `ask_agent` answers a
+question over its context, `condense` replaces the older part of its context by a summary.
+Both use the conversation's own agent and LLM endpoint (its credentials unsealed only for
+the call, and hidden from logs while it lasts)."""
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from app.agent.base import AgentBase, agent_class
+from app.agent.context import render, to_forget
+from app.agent.loader import load_agents
+from app.config import Settings
+from app.errors import AppError, Conflict, NotFound, Unprocessable
+from app.events import service as events_service
+from app.events.schemas import Condensation
+from app.models import Conversation, ExecutionStatus
+from app.runs.repository import lock_conversation
+from app.vault.redact import REDACTOR
+from app.vault.service import Vault
+
+KEEP_LAST = 4  # events the LLM still sees in full after a condensation (besides the first)
+MAX_EVENT_CHARS = 4_000  # of each condensed event, in the summariser's prompt
+MAX_PROMPT_CHARS = 200_000
+
+
+class LLMFailed(AppError):
+    """The conversation's LLM provider failed the call (502)."""
+
+    status_code = 502
+    code = "llm_failed"
+
+
+async def _conversation(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
+    conversation = await session.get(
+        Conversation, conversation_id, options=[undefer(Conversation.secrets)]
+    )
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conversation
+
+
+async def _agent(
+    conversation: Conversation, vault: Vault, settings: Settings, method: str
+) -> tuple[Any, list[str]]:
+    """The conversation's agent with its credentials, and their values (to hide); 422 when
+    its kind cannot make the call."""
+    kind = str(conversation.agent.get("kind") or "LLMAgent")
+    if agent_class(kind) is None:
+        await asyncio.to_thread(load_agents)  # a process without a run worker
+    cls: type[AgentBase] | None = agent_class(kind)
+    if cls is None or not hasattr(cls, method):
+        raise Unprocessable(f"agent kind {kind!r} cannot {method.replace('_', ' ')}")
+    spec, values = vault.unseal(conversation.agent, conversation.secrets)
+    return cls(spec, settings), values
+
+
+async def ask(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    question: str,
+    vault: Vault,
+    settings: Settings,
+) -> str:
+    """The answer to a question over the conversation's context; nothing is recorded."""
+    conversation = await _conversation(session, conversation_id)
+    history = await events_service.history_after(session, conversation_id)
+    agent, values = await _agent(conversation, vault, settings, "ask")
+    with REDACTOR.hiding(values):
+        try:
+            answer: str = await agent.ask(history, question)
+        except Exception as exc:
+            raise LLMFailed(REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:2000]) from None
+    return answer
+
+
+async def condense(
+    read: AsyncSession,
+    write: Any,
+    conversation_id: uuid.UUID,
+    vault: Vault,
+    settings: Settings,
+) -> dict[str, Any] | None:
+    """Summarise all but the first user message and the last few events the LLM sees, and
+    record that as a Condensation; None when there is nothing to condense. The LLM call is
+    made between two short transactions (`read` reads, `write()` opens the one that
+    appends), never inside one; a conversation with an active run is 409 (its runner holds
+    the context in memory), checked again under the row lock before the append."""
+    conversation = await _conversation(read, conversation_id)
+    if conversation.execution_status == ExecutionStatus.RUNNING.value:
+        raise _running(conversation_id)
+    history = await events_service.history_after(read, conversation_id)
+    forget, offset = to_forget(history, KEEP_LAST)
+    if not forget:
+        return None
+    previous = next(
+        (e.get("summary") for e in reversed(history) if e["kind"] == "Condensation"), None
+    )
+    agent, values = await _agent(conversation, vault, settings, "summarize")
+    with REDACTOR.hiding(values):
+        try:
+            summary, response_id = await agent.summarize(
+                render(forget, MAX_EVENT_CHARS)[:MAX_PROMPT_CHARS], previous
+            )
+        except Exception as exc:
+            raise LLMFailed(REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:2000]) from None
+    event = Condensation(
+        forgotten_event_ids=[e["id"] for e in forget],
+        summary=summary,
+        summary_offset=offset,
+        llm_response_id=response_id,
+    )
+    async with write() as session:
+        await lock_conversation(session, conversation_id)
+        current = await session.get(Conversation, conversation_id, populate_existing=True)
+        if current is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        if current.execution_status == ExecutionStatus.RUNNING.value:
+            raise _running(conversation_id)
+        stored = await events_service.append(session, conversation_id, [event])
+    return stored[0]
+
+
+def _running(conversation_id: uuid.UUID) -> Conflict:
+    return Conflict(f"conversation {conversation_id} has an active run: condense it after")
