@@ -13,7 +13,8 @@ async def test_server_info_describes_the_server(client: httpx.AsyncClient, app: 
     info = response.json()
     assert info["title"] == "agent-server"
     assert info["openhands_sdk_version"] == "1.58.2"
-    assert info["usable_tools"] == ["finish", "think", "file_editor", "task_tracker"]  # terminal is off
+    # The terminal is off.
+    assert info["usable_tools"] == ["finish", "think", "file_editor", "task_tracker"]
     assert info["database"] == ("sqlite" if app.state.settings.is_sqlite else "postgresql")
     assert info["uptime"] >= 0
 
