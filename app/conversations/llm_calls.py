@@ -14,6 +14,7 @@ from app.agent.base import AgentBase, agent_class
 from app.agent.context import render, to_forget
 from app.agent.loader import load_agents
 from app.config import Settings
+from app.db.session import Database
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.events import service as events_service
 from app.events.schemas import Condensation
@@ -58,16 +59,22 @@ async def _agent(
     return cls(spec, settings), values
 
 
+async def _read(
+    db: Database, conversation_id: uuid.UUID
+) -> tuple[Conversation, list[dict[str, Any]]]:
+    """The conversation and its events, in a read transaction that ends before the LLM call
+    (a pooled connection is never held while a provider answers)."""
+    async with db.session(write=False) as session:
+        conversation = await _conversation(session, conversation_id)
+        history = await events_service.history_after(session, conversation_id)
+    return conversation, history
+
+
 async def ask(
-    session: AsyncSession,
-    conversation_id: uuid.UUID,
-    question: str,
-    vault: Vault,
-    settings: Settings,
+    db: Database, conversation_id: uuid.UUID, question: str, vault: Vault, settings: Settings
 ) -> str:
     """The answer to a question over the conversation's context; nothing is recorded."""
-    conversation = await _conversation(session, conversation_id)
-    history = await events_service.history_after(session, conversation_id)
+    conversation, history = await _read(db, conversation_id)
     agent, values = await _agent(conversation, vault, settings, "ask")
     with REDACTOR.hiding(values):
         try:
@@ -78,21 +85,16 @@ async def ask(
 
 
 async def condense(
-    read: AsyncSession,
-    write: Any,
-    conversation_id: uuid.UUID,
-    vault: Vault,
-    settings: Settings,
+    db: Database, conversation_id: uuid.UUID, vault: Vault, settings: Settings
 ) -> dict[str, Any] | None:
     """Summarise all but the first user message and the last few events the LLM sees, and
     record that as a Condensation; None when there is nothing to condense. The LLM call is
-    made between two short transactions (`read` reads, `write()` opens the one that
-    appends), never inside one; a conversation with an active run is 409 (its runner holds
-    the context in memory), checked again under the row lock before the append."""
-    conversation = await _conversation(read, conversation_id)
+    made between two short transactions, never inside one; a conversation with an active
+    run is 409 (its runner holds the context in memory), checked again under the row lock
+    before the append."""
+    conversation, history = await _read(db, conversation_id)
     if conversation.execution_status == ExecutionStatus.RUNNING.value:
         raise _running(conversation_id)
-    history = await events_service.history_after(read, conversation_id)
     forget, offset = to_forget(history, KEEP_LAST)
     if not forget:
         return None
@@ -113,7 +115,7 @@ async def condense(
         summary_offset=offset,
         llm_response_id=response_id,
     )
-    async with write() as session:
+    async with db.session(write=True) as session:
         await lock_conversation(session, conversation_id)
         current = await session.get(Conversation, conversation_id, populate_existing=True)
         if current is None:

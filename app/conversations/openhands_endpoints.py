@@ -118,14 +118,14 @@ async def respond_to_confirmation(
 async def ask_agent(
     conversation_id: uuid.UUID,
     body: Question,
-    session: ReadSessionDep,
+    db: DatabaseDep,
     vault: VaultDep,
     request: Request,
 ) -> Answer:
     """One LLM call over the conversation's context and the question; no event is recorded
     and the conversation does not change. 502 when the LLM provider fails."""
     settings = request.app.state.settings
-    answer = await llm_calls.ask(session, conversation_id, body.question, vault, settings)
+    answer = await llm_calls.ask(db, conversation_id, body.question, vault, settings)
     return Answer(response=answer)
 
 
@@ -135,20 +135,14 @@ async def ask_agent(
     responses=error_responses(401, 404, 409, 422, 502),
 )
 async def condense(
-    conversation_id: uuid.UUID,
-    session: ReadSessionDep,
-    db: DatabaseDep,
-    vault: VaultDep,
-    request: Request,
+    conversation_id: uuid.UUID, db: DatabaseDep, vault: VaultDep, request: Request
 ) -> Success:
     """Replace the older part of the agent's context by an LLM-written summary: a
     `Condensation` event, which later runs use instead of the events it names (they stay
     stored). Keeps the first user message and the last few events; nothing to condense is a
     no-op. 409 while a run is active; 502 when the LLM provider fails."""
     settings = request.app.state.settings
-    await llm_calls.condense(
-        session, lambda: db.session(write=True), conversation_id, vault, settings
-    )
+    await llm_calls.condense(db, conversation_id, vault, settings)
     return Success()
 
 
