@@ -245,7 +245,7 @@ class Runner:
             return
         if event["kind"] == "ActionEvent":
             self._open_actions[call_id] = event.get("tool_name") or ""
-        elif event["kind"] in ("ObservationEvent", "AgentErrorEvent"):
+        elif event["kind"] in ("ObservationEvent", "AgentErrorEvent", "UserRejectObservation"):
             self._open_actions.pop(call_id, None)
 
     # ---- the run ----------------------------------------------------------------------

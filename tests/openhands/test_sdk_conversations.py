@@ -198,6 +198,10 @@ async def test_reject_records_a_rejection_and_goes_idle(
         # The rejection is in the LLM's context of the next run.
         await llm.script({"text": "OK, I will not."})
         await wait_run(client, await _message(client, cid, "fine"), {"completed"})
+        after = await events_of(client, cid)
+    # The rejected action is answered: the next run's end does not call it abandoned
+    # (checked against the runner counting only observations and errors as answers).
+    assert not [e for e in after if e["kind"] == "AgentErrorEvent"], after
     rejections = [e for e in events if e["kind"] == "UserRejectObservation"]
     assert len(rejections) == 1, rejections  # the second answer found nothing waiting
     assert rejections[0]["rejection_reason"] == "not that"
