@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response, status
 
 from app.conversations import service
 from app.conversations.schemas import (
@@ -17,6 +17,7 @@ from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import error_responses
 from app.http import parse_if_match
 from app.models import ExecutionStatus
+from app.runs import service as runs_service
 from app.vault.endpoints import VaultDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -33,10 +34,21 @@ MAX_BATCH = 100
     ),
 )
 async def create_conversation(
-    body: ConversationCreate, session: WriteSessionDep, vault: VaultDep, response: Response
+    body: ConversationCreate,
+    session: WriteSessionDep,
+    vault: VaultDep,
+    request: Request,
+    background: BackgroundTasks,
+    response: Response,
 ) -> ConversationRead:
-    """Create a conversation, or return the stored one when its id exists."""
+    """Create a conversation, or return the stored one when its id exists. An
+    `initial_message` with `run: true` starts a run of the new conversation (X-Run-Id)."""
     conversation, created = await service.create(session, body, vault)
+    if created and body.initial_message is not None and body.initial_message.run:
+        run = await runs_service.start(session, conversation.id)
+        runs_service.wake_worker(request, background, run.id)
+        response.headers["X-Run-Id"] = str(run.id)
+        await session.refresh(conversation)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["ETag"] = service.etag(conversation.version)
     return ConversationRead.model_validate(conversation)

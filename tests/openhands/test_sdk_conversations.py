@@ -212,7 +212,7 @@ async def test_reject_records_a_rejection_and_goes_idle(
 
 
 async def test_policy_and_analyzer_are_stored_shown_and_streamed(
-    run_app: RunAppFactory, llm: FakeLLM
+    run_app: RunAppFactory, llm: FakeLLM, sdk_events: SdkEvents
 ) -> None:
     async with run_app(run_worker_enabled=False) as client:
         cid = (await _create(client, sdk_body(llm)))["id"]
@@ -231,6 +231,7 @@ async def test_policy_and_analyzer_are_stored_shown_and_streamed(
         }
         assert updates["confirmation_policy"] == policy
         assert updates["security_analyzer"] == analyzer
+        assert not await sdk_events(await events_of(client, cid))
         cleared = await client.post(f"{base}/security_analyzer", json={"security_analyzer": None})
         assert cleared.status_code == 200
         assert (await client.get(base)).json()["security_analyzer"] is None
@@ -363,3 +364,25 @@ async def test_the_task_tracker_plans_and_views_in_sdk_shapes(
     verdicts = await sdk_events.check(events)
     assert not await sdk_events(events)
     assert "TaskTrackerObservation" in {k for v in verdicts for k in v.nested}
+
+
+async def test_an_initial_message_with_run_starts_the_conversation(
+    run_app: RunAppFactory, llm: FakeLLM
+) -> None:
+    message = {"role": "user", "content": [{"type": "text", "text": "go"}], "run": True}
+    async with run_app() as client:
+        await llm.script(call("finish", message="went"))
+        response = await client.post(
+            "/api/conversations", json=sdk_body(llm, initial_message=message)
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["execution_status"] == "running"
+        await wait_run(client, response.headers["X-Run-Id"], {"completed"})
+        events = await events_of(client, response.json()["id"])
+        quiet = await client.post(
+            "/api/conversations", json=sdk_body(llm, initial_message={**message, "run": False})
+        )
+        assert "X-Run-Id" not in quiet.headers and quiet.json()["execution_status"] == "idle"
+    texts = [e["llm_message"]["content"][0]["text"] for e in events if e["kind"] == "MessageEvent"]
+    assert texts[0] == "go"
+    assert any(e["kind"] == "ObservationEvent" and e["tool_name"] == "finish" for e in events)
