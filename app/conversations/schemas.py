@@ -20,13 +20,18 @@ from pydantic import (
 
 from app.agent.base import DEFAULT_AGENT_KIND, agent_kinds
 from app.agent.tools import ALL_TOOLS
-from app.conversations.sdk_schemas import OPTION_FIELDS, SdkAgentSpec, SdkCreateOptions
+from app.conversations.sdk_schemas import (
+    OPTION_FIELDS,
+    SdkAgentSpec,
+    SdkCreateOptions,
+    http_url,
+    with_plain_credentials,
+)
 from app.events.schemas import UserMessageCreate
 from app.models.conversation import NEVER_CONFIRM, ExecutionStatus
 from app.skills.schemas import SkillName
 from app.validators import reject_unstorable
 from app.vault import specs
-from app.vault.specs import LLM_CREDENTIALS
 
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
@@ -83,23 +88,11 @@ class LLMConfig(BaseModel):
         default=None, description="Seconds per LLM call; default AGENT_SERVER_LLM_TIMEOUT_SECONDS"
     )
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.lower().startswith(("http://", "https://")):
-            raise ValueError("base_url must be an http:// or https:// URL")
-        return url
+    _http_url = field_validator("base_url")(http_url)
 
     def to_storage(self) -> dict[str, Any]:
         """Every field that is set, credentials in plain text (for vault.specs.conceal)."""
-        data = self.model_dump(mode="json", exclude_none=True)
-        for name in LLM_CREDENTIALS:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                data[name] = value.get_secret_value()
-            elif isinstance(value, dict):
-                data[name] = {k: v.get_secret_value() for k, v in value.items()}
-        return data
+        return with_plain_credentials(self, self.model_dump(mode="json", exclude_none=True))
 
 
 class AgentSpec(BaseModel):

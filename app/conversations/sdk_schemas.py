@@ -25,6 +25,24 @@ Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Price = Annotated[float, Field(ge=0, le=1_000)]
 
 
+def http_url(url: str | None) -> str | None:
+    """A field validator: an LLM endpoint is an http(s) URL."""
+    if url is not None and not url.lower().startswith(("http://", "https://")):
+        raise ValueError("base_url must be an http:// or https:// URL")
+    return url
+
+
+def with_plain_credentials(llm: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (the LLM config as JSON) with its credentials in plain text, not masked."""
+    for name in LLM_CREDENTIALS:
+        value = getattr(llm, name, None)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+        elif isinstance(value, dict):
+            data[name] = {k: v.get_secret_value() for k, v in value.items()}
+    return data
+
+
 class SdkLLM(BaseModel):
     """The SDK's `LLM` (openhands-sdk 1.58): every field, bounded."""
 
@@ -96,23 +114,11 @@ class SdkLLM(BaseModel):
     litellm_extra_body: SmallDict | None = None
     is_subscription: bool | None = None
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.lower().startswith(("http://", "https://")):
-            raise ValueError("base_url must be an http:// or https:// URL")
-        return url
+    _http_url = field_validator("base_url")(http_url)
 
     def to_storage(self) -> dict[str, Any]:
         """Every field as sent, credentials in plain text (for vault.specs.conceal)."""
-        data = self.model_dump(mode="json", exclude_unset=True)
-        for name in LLM_CREDENTIALS:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                data[name] = value.get_secret_value()
-            elif isinstance(value, dict):
-                data[name] = {k: v.get_secret_value() for k, v in value.items()}
-        return data
+        return with_plain_credentials(self, self.model_dump(mode="json", exclude_unset=True))
 
 
 class SdkToolSpec(BaseModel):
