@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.openhands.sdk import SdkError, SdkEvents
+from tests.openhands.sdk import SdkError, SdkEvents, require_sdk_python
 from tests.runs.conftest import fake_llm_server, llm, run_app
 from tests.streams.conftest import live
 
@@ -38,15 +38,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def _sdk_validator() -> Iterator[SdkEvents]:
-    python = _sdk_python()
-    if python is None:
-        reason = (
-            "OPENHANDS_SDK_PYTHON is unset: no OpenHands SDK venv to check events with"
-            " (scripts/test builds one with scripts/openhands_venv.sh; it needs Python 3.12)"
-        )
-        if os.environ.get("REQUIRE_OPENHANDS") == "1":
-            pytest.fail(f"{reason}, and REQUIRE_OPENHANDS=1", pytrace=False)
-        pytest.skip(reason)
+    python = require_sdk_python("check events with")
     validator = _early or SdkEvents(python).start()
     try:
         yield validator

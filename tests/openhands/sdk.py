@@ -17,7 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 SCRIPT = Path(__file__).with_name("validate_events.py")
+
+
+def require_sdk_python(purpose: str) -> str:
+    """OPENHANDS_SDK_PYTHON, the interpreter of the SDK venv; without it the test skips, or
+    fails when REQUIRE_OPENHANDS=1 (as in .ci/run). `purpose` says what the venv was for."""
+    python = os.environ.get("OPENHANDS_SDK_PYTHON")
+    if python:
+        return python
+    reason = (
+        f"OPENHANDS_SDK_PYTHON is unset: no OpenHands SDK venv to {purpose}"
+        " (scripts/test builds one with scripts/openhands_venv.sh; it needs Python 3.12)"
+    )
+    if os.environ.get("REQUIRE_OPENHANDS") == "1":
+        pytest.fail(f"{reason}, and REQUIRE_OPENHANDS=1", pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

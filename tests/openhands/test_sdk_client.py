@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.crash.conftest import ServerFactory, servers
-from tests.openhands.sdk import SCRIPT
+from tests.openhands.sdk import SCRIPT, require_sdk_python
 
 __all__ = ["servers"]
 
@@ -42,21 +42,11 @@ STEPS = [
 ]
 
 
-def _sdk_python() -> str:
-    python = os.environ.get("OPENHANDS_SDK_PYTHON")
-    if not python:
-        reason = "OPENHANDS_SDK_PYTHON is unset: no OpenHands SDK venv to drive the server with"
-        if os.environ.get("REQUIRE_OPENHANDS") == "1":
-            pytest.fail(f"{reason}, and REQUIRE_OPENHANDS=1", pytrace=False)
-        pytest.skip(reason)
-    return python
-
-
 @pytest.mark.timeout(240)
 async def test_sdk_client_end_to_end(
     servers: ServerFactory, fake_llm_server: str, tmp_path: Path
 ) -> None:
-    python = _sdk_python()
+    python = require_sdk_python("drive the server with")
     server = await servers(
         AGENT_SERVER_ENABLE_TERMINAL="true",
         AGENT_SERVER_LLM_MODEL="openai/fake",

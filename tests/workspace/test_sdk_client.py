@@ -11,24 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.db.session import Database
+from tests.openhands.sdk import require_sdk_python
 from tests.streams.conftest import live_server
 from tests.workspace.conftest import fs
 
 SCRIPT = Path(__file__).with_name("sdk_workspace.py")
 API_KEY = "sdk-workspace-key"
-
-
-def _sdk_python() -> str:
-    python = os.environ.get("OPENHANDS_SDK_PYTHON")
-    if not python:
-        reason = "OPENHANDS_SDK_PYTHON is unset: no OpenHands SDK venv (scripts/openhands_venv.sh)"
-        if os.environ.get("REQUIRE_OPENHANDS") == "1":
-            pytest.fail(f"{reason}, and REQUIRE_OPENHANDS=1", pytrace=False)
-        pytest.skip(reason)
-    return python
 
 
 async def _drive(python: str, base_url: str, local: Path) -> dict[str, Any]:
@@ -61,7 +50,7 @@ async def _drive(python: str, base_url: str, local: Path) -> dict[str, Any]:
 async def test_the_sdk_remote_workspace_works_against_this_server(
     db: Database, tmp_path: Path
 ) -> None:
-    python = _sdk_python()
+    python = require_sdk_python("drive the workspace with")
     root, local = tmp_path / "root", tmp_path / "local"
     await fs(lambda: (root.mkdir(), local.mkdir()))
     settings = {"enable_terminal": True, "workspace_root": root, "session_api_keys": API_KEY}
