@@ -1,14 +1,22 @@
-"""HTTP helpers shared by the endpoint modules: pre-encoded JSON and If-Match parsing."""
+"""HTTP helpers shared by the endpoint modules: pre-encoded JSON, If-Match parsing, and the
+OpenHands `Success` body."""
 
 import re
 from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from pydantic import BaseModel
 
 from app.errors import BadRequest
 
 _ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+class Success(BaseModel):
+    """What the OpenHands agent-server answers to a command that returns nothing."""
+
+    success: bool = True
 
 
 class JSONBytes(Response):

@@ -14,12 +14,12 @@ from app.agent.base import AgentBase, agent_class
 from app.agent.context import render, to_forget
 from app.agent.loader import load_agents
 from app.config import Settings
+from app.conversations.repository import lock_conversation
 from app.db.session import Database
 from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.events import service as events_service
 from app.events.schemas import Condensation
 from app.models import Conversation, ExecutionStatus
-from app.runs.repository import lock_conversation
 from app.vault.redact import REDACTOR
 from app.vault.service import Vault
 

@@ -1,28 +1,23 @@
-"""OpenHands conversation routes: confirmation policy, security analyzer, the answer to a
-confirmation, ask_agent, and the routes whose behaviour this server does not have (501, with
+"""OpenHands conversation routes: confirmation policy, security analyzer, ask_agent, condense,
+and the routes whose behaviour this server does not have (501, with
 the reason: never a 404 for a route the SDK calls)."""
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.conversations import llm_calls
 from app.conversations import settings as settings_service
 from app.conversations.sdk_schemas import ConfirmationPolicy, SecurityAnalyzer
-from app.conversations.state import reject_waiting
 from app.db.session import DatabaseDep, ReadSessionDep, WriteSessionDep
 from app.errors import AppError, NotFound, error_responses
-from app.models import Conversation, ExecutionStatus
-from app.runs import service as runs_service
+from app.http import Success
+from app.models import Conversation
 from app.vault.endpoints import VaultDep
 
 router = APIRouter(prefix="/conversations", tags=["openhands"])
-
-
-class Success(BaseModel):
-    success: bool = True
 
 
 class PolicyUpdate(BaseModel):
@@ -33,12 +28,6 @@ class PolicyUpdate(BaseModel):
 class AnalyzerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     security_analyzer: SecurityAnalyzer | None
-
-
-class ConfirmationAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    accept: bool
-    reason: Annotated[str, StringConstraints(max_length=4096)] = "User rejected the action"
 
 
 class Question(BaseModel):
@@ -81,32 +70,6 @@ async def set_security_analyzer(
     analyzer = body.security_analyzer
     value = None if analyzer is None else analyzer.model_dump(mode="json")
     await settings_service.set_field(session, conversation_id, "security_analyzer", value)
-    return Success()
-
-
-@router.post(
-    "/{conversation_id}/events/respond_to_confirmation",
-    response_model=Success,
-    responses=error_responses(401, 404, 409, 422),
-)
-async def respond_to_confirmation(
-    conversation_id: uuid.UUID,
-    body: ConfirmationAnswer,
-    session: WriteSessionDep,
-    request: Request,
-    background: BackgroundTasks,
-) -> Success:
-    """Accept (run the waiting actions: a run starts) or reject them (a UserRejectObservation
-    each; the conversation goes idle). Nothing waiting: nothing happens."""
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"conversation {conversation_id} not found")
-    if body.accept:
-        if conversation.execution_status == ExecutionStatus.WAITING_FOR_CONFIRMATION.value:
-            run = await runs_service.start_unless_active(session, conversation_id)
-            runs_service.wake_worker(request, background, run.id)
-    else:
-        await reject_waiting(session, conversation_id, body.reason)
     return Success()
 
 

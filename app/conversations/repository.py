@@ -81,3 +81,11 @@ async def count(session: AsyncSession, status: str | None) -> int:
     if status is not None:
         stmt = stmt.where(Conversation.execution_status == status)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def lock_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
+    """Take the conversation's row lock (Postgres) until commit, as appends do (SQLite: the
+    write transaction already holds the database's one write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
+        await session.execute(stmt)

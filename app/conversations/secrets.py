@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
 from app.conversations import repository
+from app.conversations.repository import lock_conversation
 from app.errors import NotFound
-from app.runs.repository import lock_conversation
 from app.vault import repository as vault_repository
 from app.vault.redact import REDACTOR
 from app.vault.service import Vault

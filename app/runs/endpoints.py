@@ -7,9 +7,10 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import error_responses
+from app.http import Success
 from app.models import Run
 from app.runs import service
-from app.runs.schemas import RunPage, RunRead
+from app.runs.schemas import ConfirmationAnswer, RunPage, RunRead
 
 router = APIRouter(tags=["runs"])
 
@@ -30,6 +31,27 @@ async def start_run(
     run = await service.start(session, conversation_id)
     service.wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
+
+
+@router.post(
+    "/conversations/{conversation_id}/events/respond_to_confirmation",
+    response_model=Success,
+    responses=error_responses(401, 404, 409, 422),
+)
+async def respond_to_confirmation(
+    conversation_id: uuid.UUID,
+    body: ConfirmationAnswer,
+    session: WriteSessionDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> Success:
+    """Accept the actions the conversation waits on (a run starts and runs them first) or
+    reject them (a UserRejectObservation each; the conversation goes idle). Nothing
+    waiting: nothing happens (OpenHands answers that with success too)."""
+    run = await service.answer_confirmation(session, conversation_id, body.accept, body.reason)
+    if run is not None:
+        service.wake_worker(request, background, run.id)
+    return Success()
 
 
 _NO_ACTIVE_RUN: dict[int | str, dict[str, Any]] = {

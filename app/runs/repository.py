@@ -272,10 +272,3 @@ async def page(
         stmt = stmt.where(tuple_(Run.created_at, Run.id) < bound)
     stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
     return (await session.execute(stmt)).scalars().all()
-
-
-async def lock_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
-    """Take the conversation's row lock (Postgres) until commit, as appends do."""
-    if _is_postgres(session):
-        stmt = select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
-        await session.execute(stmt)

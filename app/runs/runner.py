@@ -25,6 +25,7 @@ from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, S
 from app.agent.confirmation import confirms_actions
 from app.clock import utcnow
 from app.config import Settings
+from app.conversations.repository import lock_conversation
 from app.conversations.sdk_schemas import SdkWorkspace
 from app.conversations.state import record_full_state, transition
 from app.db.session import Database
@@ -33,7 +34,7 @@ from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBas
 from app.events.service import event_row, row_to_json
 from app.models import Conversation, ExecutionStatus, Run, RunStatus
 from app.runs import hot_write, repository, usage
-from app.runs.repository import ControlFlags, Lease, lock_conversation, set_stats
+from app.runs.repository import ControlFlags, Lease, set_stats
 from app.runs.stops import (
     CUT_OFF,
     FINISHED,

@@ -2,8 +2,9 @@
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.models import RunStatus
 
@@ -30,3 +31,11 @@ class RunRead(BaseModel):
 class RunPage(BaseModel):
     items: list[RunRead]
     next_page_id: str | None = None
+
+
+class ConfirmationAnswer(BaseModel):
+    """The user's answer to the actions a conversation waits on (confirmation mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accept: bool
+    reason: Annotated[str, StringConstraints(max_length=4096)] = "User rejected the action"

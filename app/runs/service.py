@@ -8,7 +8,7 @@ from fastapi import BackgroundTasks, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
-from app.conversations.state import record_full_state, transition
+from app.conversations.state import record_full_state, reject_waiting, transition
 from app.errors import BadRequest, Conflict, NotFound
 from app.events import service as events_service
 from app.events.schemas import InterruptEvent, PauseEvent
@@ -85,6 +85,23 @@ async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
     # async: Starlette runs a plain-function background task on a worker thread, and the
     # worker's asyncio events must be set on the event loop's thread.
     worker.look(run_id)
+
+
+async def answer_confirmation(
+    session: AsyncSession, conversation_id: uuid.UUID, accept: bool, reason: str
+) -> Run | None:
+    """Confirmation mode: accepting starts a run that runs the waiting actions first (the run
+    is returned); rejecting records a UserRejectObservation for each and leaves the
+    conversation idle. Nothing waiting: nothing happens."""
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    if not accept:
+        await reject_waiting(session, conversation_id, reason)
+        return None
+    if conversation.execution_status != ExecutionStatus.WAITING_FOR_CONFIRMATION.value:
+        return None
+    return await start_unless_active(session, conversation_id)
 
 
 async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:
