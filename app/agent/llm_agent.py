@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 LLM_ENDPOINT = frozenset({"model", "base_url", "api_key", "timeout"})
 FORWARDED = (MODEL_PARAMETERS | LLM_CREDENTIALS) - LLM_ENDPOINT
 
+NO_KEY = "none"  # the api_key sent to an endpoint whose credentials are in extra_headers
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful agent. Use the tools to do the task; call `finish` when it is done."
 )
@@ -105,6 +106,10 @@ class LLMAgent(AgentBase):
             base_url = self.settings.llm_base_url
             if api_key is None and self.settings.llm_api_key is not None:
                 api_key = self.settings.llm_api_key.get_secret_value()
+        elif api_key is None and not llm.get("aws_access_key_id"):
+            # Credentials in extra_headers: an explicit key, or litellm would read one from
+            # this process's environment (OPENAI_API_KEY, ...) and send it to that URL.
+            api_key = NO_KEY
         # max_retries=0: the client's own silent retries are off; _complete retries transient
         # errors itself, with backoff, and records every attempt in llm_calls.
         kwargs: dict[str, Any] = {

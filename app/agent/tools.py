@@ -32,6 +32,7 @@ from app.agent import task_tracker
 from app.config import Settings
 from app.validators import INT_MAX, INT_MIN
 from app.vault.env import is_reserved, without_reserved
+from app.vault.redact import REDACTOR
 
 logger = logging.getLogger(__name__)
 MAX_OUTPUT = 30_000
@@ -82,8 +83,11 @@ class Tool:
             # The arguments stay out of the log: they are the LLM's, of any size and content.
             logger.warning("tool %s raised %s", self.name, type(exc).__name__)
             return ToolResult(_describe(exc, env), is_error=True)
-        text = hide_secrets(result.text, env)
-        return result if text == result.text else replace(result, text=text)
+        return replace(
+            result,
+            text=_hidden(result.text, env),
+            fields=None if result.fields is None else _hidden(result.fields, env),
+        )
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -94,6 +98,19 @@ class Tool:
                 "parameters": self.parameters,
             },
         }
+
+
+def _hidden(value: Any, env: Env) -> Any:
+    """`value` (a result's text or fields) with every secret hidden: the conversation's env
+    values, and the credentials this process knows (REDACTOR: its own LLM key among them, as a
+    command could print them from /proc or a file)."""
+    if isinstance(value, str):
+        return REDACTOR.redact(hide_secrets(value, env))
+    if isinstance(value, dict):
+        return {key: _hidden(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hidden(item, env) for item in value]
+    return value
 
 
 def _describe(exc: Exception, env: Env) -> str:

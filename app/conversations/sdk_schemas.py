@@ -7,7 +7,6 @@ agent it validates; only the fields in `FORWARDED_SDK_LLM` reach the LLM provide
 app/agent/sdk_agent.py). Any other field is 422: the SDK's models forbid extras too.
 """
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
@@ -198,12 +197,6 @@ class SdkWorkspace(BaseModel):
         if "\x00" in path or ".." in path.split("/"):
             raise ValueError("working_dir may hold neither NUL characters nor `..` parts")
         return path
-
-    @staticmethod
-    def under(root: Path, working_dir: str) -> Path:
-        """The directory `working_dir` names under the workspace root (`/a/b` is
-        `<root>/a/b`), by its parts alone: nothing is read from the disk."""
-        return root.joinpath(*(part for part in working_dir.split("/") if part not in ("", ".")))
 
 
 class ConfirmationPolicy(BaseModel):

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,6 @@ from app.agent.confirmation import confirms_actions
 from app.clock import utcnow
 from app.config import Settings
 from app.conversations.repository import lock_conversation
-from app.conversations.sdk_schemas import SdkWorkspace
 from app.conversations.state import record_full_state, transition
 from app.db.session import Database
 from app.events import service as events_service
@@ -50,6 +50,7 @@ from app.runs.stops import (
 from app.skills import service as skills_service
 from app.vault.redact import REDACTOR
 from app.vault.service import Vault
+from app.workspace.paths import resolve
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -287,7 +288,7 @@ class Runner:
         spec, secret_values = self.vault.unseal(conversation.agent, conversation.secrets)
         self._hidden += REDACTOR.add(secret_values)
         self._agent = agent_cls(spec, self.settings)
-        self._ctx = self._context(conversation)
+        self._ctx = self._context(conversation, await self._workspace(conversation))
         self._ctx.env = self.vault.env_secrets(conversation.secrets)
         prompt = await skills_service.system_prompt_for_run(self.db, self._agent, history)
         if prompt is not None:
@@ -346,13 +347,16 @@ class Runner:
         self._step_db_ms = list(run.step_db_ms or [])[-MAX_STEP_TIMINGS:]
         return conversation, history
 
-    def _context(self, conversation: Conversation) -> StepContext:
+    async def _workspace(self, conversation: Conversation) -> Path:
+        """The tools' directory: the conversation's `workspace.working_dir` under the root,
+        resolved (off the loop: it reads links), so a symlink cannot move it out; else
+        <root>/<conversation id>."""
         working_dir = (conversation.options or {}).get("workspace", {}).get("working_dir")
-        workspace = (
-            SdkWorkspace.under(self.settings.workspace_root, working_dir)
-            if isinstance(working_dir, str)
-            else self.settings.workspace_root / str(conversation.id)
-        )
+        if not isinstance(working_dir, str):
+            return self.settings.workspace_root / str(conversation.id)
+        return await asyncio.to_thread(resolve, self.settings.workspace_root, working_dir)
+
+    def _context(self, conversation: Conversation, workspace: Path) -> StepContext:
         return StepContext(
             conversation_id=conversation.id,
             run_id=self.lease.run_id,

@@ -84,15 +84,34 @@ LLM_CREDENTIALS = frozenset(
 )
 
 
+# Field names that hold credentials outside agent.llm (masked there, never kept).
+NESTED_SECRETS = LLM_CREDENTIALS | {"secrets"}
+
+
 def _masked(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: MASK for key in value}
     return MASK
 
 
+def _scrubbed(value: Any) -> Any:
+    """`value` with every credential-named field masked, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: (_masked(item) if key in NESTED_SECRETS and item is not None else _scrubbed(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    return value
+
+
 def conceal(agent: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a spec holding credentials into the spec to store (credentials masked) and the
-    credentials to seal ({} when there are none)."""
+    credentials to seal ({} when there are none). Credentials anywhere else in the spec (an
+    OpenHands condenser's or critic's LLM, `agent_context.secrets`) are masked and not kept:
+    this server never runs those."""
+    agent = {key: value if key == "llm" else _scrubbed(value) for key, value in agent.items()}
     llm = agent.get("llm")
     if not isinstance(llm, dict):
         return agent, {}

@@ -109,3 +109,19 @@ def test_every_tool_result_and_error_hides_the_values(tmp_path: Path, settings: 
 
     error = Tool("boom", "raises", {}, raises).run({}, ws, settings, ENV)
     assert error.is_error and TOKEN[:6] not in error.text and error.text.endswith(HIDDEN[:6])
+
+
+def test_secrets_are_hidden_in_a_results_fields_too(tmp_path: Path) -> None:
+    """The task tracker's list goes into the observation as fields, not text: hidden as well
+    (checked against Tool.run hiding only the text). So is a credential this process knows
+    (REDACTOR), such as its own LLM key printed from /proc by a command."""
+    from app.agent.tools import TASK_TRACKER
+    from app.vault.redact import MASK, REDACTOR
+
+    plan = {"command": "plan", "task_list": [{"title": f"use {TOKEN}", "notes": "server-key-42"}]}
+    with REDACTOR.hiding(["server-key-42"]):
+        result = TASK_TRACKER.run(plan, tmp_path, Settings(_env_file=None), ENV)  # type: ignore[call-arg]
+    assert result.fields is not None
+    [task] = result.fields["task_list"]
+    assert task["title"] == f"use {HIDDEN}" and task["notes"] == MASK
+    assert TOKEN not in result.text and "server-key-42" not in result.text
