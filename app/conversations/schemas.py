@@ -28,7 +28,7 @@ from app.conversations.sdk_schemas import (
     with_plain_credentials,
 )
 from app.events.schemas import UserMessageCreate
-from app.models.conversation import NEVER_CONFIRM, ExecutionStatus
+from app.models.conversation import NEVER_CONFIRM, Conversation, ExecutionStatus
 from app.skills.schemas import SkillName
 from app.validators import reject_unstorable
 from app.vault import specs
@@ -236,20 +236,9 @@ class ConversationRead(BaseModel):
         return specs.mask(agent)  # stored specs hold masks already; this keeps it so
 
 
-_ROW_FIELDS = (
-    "id",
-    "title",
-    "tags",
-    "agent",
-    "execution_status",
-    "max_iterations",
-    "stats",
-    "confirmation_policy",
-    "security_analyzer",
-    "last_seq",
-    "version",
-    "created_at",
-    "updated_at",
+# The fields read from the stored row's columns (never the deferred, sealed `secrets`).
+_ROW_FIELDS = tuple(
+    name for name in ConversationRead.model_fields if name in Conversation.__table__.c
 )
 
 

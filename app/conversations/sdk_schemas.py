@@ -222,25 +222,6 @@ class SecurityAnalyzer(BaseModel):
     kind: Name
 
 
-# The OpenHands creation settings kept in `conversations.options` and shown as sent.
-OPTION_FIELDS = (
-    "workspace",
-    "stuck_detection",
-    "stuck_detection_thresholds",
-    "tool_module_qualnames",
-    "client_tools",
-    "agent_definitions",
-    "plugins",
-    "hook_config",
-    "user_id",
-    "observability_metadata",
-    "observability_tags",
-    "observability_span_name",
-    "observability_parent_span_context",
-    "autotitle",
-)
-
-
 class SdkCreateOptions(BaseModel):
     """The SDK's creation settings besides the agent. Stored and returned; hooks, plugins,
     client tools, sub-agents and observability are not run by this server (README)."""
@@ -262,3 +243,12 @@ class SdkCreateOptions(BaseModel):
     observability_span_name: Name | None = None
     observability_parent_span_context: Text | None = None
     autotitle: bool | None = None
+
+
+# The creation settings kept in `conversations.options` and shown as sent: every one but
+# those with a column (or, the id, a field) of their own.
+OPTION_FIELDS = tuple(
+    name
+    for name in SdkCreateOptions.model_fields
+    if name not in ("conversation_id", "confirmation_policy", "security_analyzer")
+)
