@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from app.agent.base import StepContext
 
 WAITING = "waiting_for_confirmation"
+# Events that may follow the move to waiting without ending the wait: state updates, and the
+# system prompt a run records when the agent's prompt changed (the accepting run may).
+QUIET_KINDS = frozenset({"ConversationStateUpdateEvent", "SystemPromptEvent"})
 NEVER_CONFIRMED = frozenset({"finish", "think"})
 ANSWERS = frozenset({"ObservationEvent", "AgentErrorEvent", "UserRejectObservation"})
 
@@ -41,7 +44,7 @@ def waiting_actions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     move (a later user message or run moved on). Empty when it is not waiting."""
     last_wait = None
     for index, event in enumerate(history):
-        if event["kind"] != "ConversationStateUpdateEvent":
+        if event["kind"] not in QUIET_KINDS:
             last_wait = None
         elif event.get("key") == "execution_status" and event.get("value") == WAITING:
             last_wait = index

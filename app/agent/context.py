@@ -81,20 +81,54 @@ def _visible(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[
 
 
 def context_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The LLM's messages for a conversation's stored events."""
+    """The LLM's messages for a conversation's stored events.
+
+    Chat APIs want every tool call answered right after the assistant message that makes it:
+    so an action without an answer (waiting for confirmation, cut off, forgotten apart from
+    its answer) is left out with any answer whose call is not there, and each call's answer
+    follows its LLM response even when a user message was recorded in between."""
     messages: list[dict[str, Any]] = []
     for prompt in [e for e in history if e["kind"] == "SystemPromptEvent"][-1:]:
         event_to_messages(prompt, messages)
     visible, condensation = _visible(history)
+    answers = {
+        e["tool_call_id"]: e for e in visible if e["kind"] in ANSWER_KINDS and e.get("tool_call_id")
+    }
+    calls = {e.get("tool_call_id") for e in visible if e["kind"] == "ActionEvent"}
+    visible = [
+        e
+        for e in visible
+        if not (e["kind"] == "ActionEvent" and e.get("tool_call_id") not in answers)
+        and not (e["kind"] in ANSWER_KINDS and e.get("tool_call_id") not in calls)
+    ]
     summary = (condensation or {}).get("summary")
     offset = (condensation or {}).get("summary_offset") or 0
+    answered: set[str] = set()
     for index, event in enumerate(visible):
         if summary and index == offset:
             messages.append({"role": "user", "content": SUMMARY_PREFIX + summary})
+        if event["kind"] in ANSWER_KINDS:
+            if event.get("tool_call_id") not in answered:
+                event_to_messages(event, messages)  # an error that answers no call
+            continue
         event_to_messages(event, messages)
+        if event["kind"] == "ActionEvent" and not _same_response(visible, index + 1, event):
+            for call in messages[-1].get("tool_calls") or []:
+                answered.add(call["id"])
+                event_to_messages(answers[call["id"]], messages)
     if summary and offset >= len(visible):
         messages.append({"role": "user", "content": SUMMARY_PREFIX + summary})
     return messages
+
+
+def _same_response(visible: list[dict[str, Any]], index: int, action: dict[str, Any]) -> bool:
+    """Whether visible[index] is another call of `action`'s LLM response."""
+    if index >= len(visible):
+        return False
+    event = visible[index]
+    return event["kind"] == "ActionEvent" and event.get("llm_response_id") == action.get(
+        "llm_response_id"
+    )
 
 
 def to_forget(history: list[dict[str, Any]], keep_last: int) -> tuple[list[dict[str, Any]], int]:

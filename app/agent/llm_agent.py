@@ -175,6 +175,7 @@ class LLMAgent(AgentBase):
         tools = self._tools()
         stored, ctx.pending = ctx.pending, []
         calls = _stored_calls(stored)
+        _add_to_context(ctx, stored)  # accepted actions (the context leaves out unanswered ones)
         if not stored:  # no accepted actions to run first: ask the LLM
             response = await self._complete(ctx, tools)
             reply, actions = _read_response(response)
@@ -230,6 +231,7 @@ class SyncLLMAgent(LLMAgent):
         tools = self._tools()
         stored, ctx.pending = ctx.pending, []
         calls = _stored_calls(stored)
+        _add_to_context(ctx, stored)  # accepted actions (the context leaves out unanswered ones)
         if not stored:  # no accepted actions to run first: ask the LLM
             response = self._complete_sync(ctx, tools)
             ctx.check_interrupted()

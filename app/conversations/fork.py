@@ -49,7 +49,8 @@ class ConversationFork(BaseModel):
 async def fork(session: AsyncSession, source_id: uuid.UUID, data: ConversationFork) -> Conversation:
     """Create a conversation holding a copy of the source's committed rows.
 
-    The fork has its own id (data.id, else a new one), is idle at version 1 and created now;
+    The fork has its own id (data.id, else a new one), is idle (waiting for confirmation
+    when a whole copy of a waiting source: on the same actions) at version 1 and created now;
     it keeps the source's agent, sealed secrets (the cipher does not bind them to a
     conversation, so they open on the fork as they are), title and tags unless the body
     names them, and every column not named here. Its events are the source's, with their

@@ -24,6 +24,7 @@ from sqlalchemy import (
     FromClause,
     Table,
     Uuid,
+    case,
     func,
     insert,
     literal,
@@ -37,7 +38,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.functions import FunctionElement
 
 from app.db.dialect import insert_ignore_conflict
-from app.models import Conversation, Event, EventCount, LLMCall
+from app.models import Conversation, Event, EventCount, ExecutionStatus, LLMCall
 
 CONVERSATIONS = cast(Table, Conversation.__table__)
 EVENTS = cast(Table, Event.__table__)
@@ -130,7 +131,15 @@ async def copy_conversation(
     c = CONVERSATIONS.c
     columns = {name: value(CONVERSATIONS, name, v) for name, v in replace.items()}
     columns["id"] = value(CONVERSATIONS, "id", fork_id)
-    if cut_event_id is not None:
+    if cut_event_id is None:
+        # A conversation waiting for confirmation forks waiting on the same actions: idle,
+        # its next run would run them unasked.
+        waiting = ExecutionStatus.WAITING_FOR_CONFIRMATION.value
+        columns["execution_status"] = case(
+            (c.execution_status == waiting, value(CONVERSATIONS, "execution_status", waiting)),
+            else_=columns["execution_status"],
+        )
+    else:
         cut = [EVENTS.c[KEY] == source_id, EVENTS.c.id == cut_event_id]
         columns["last_seq"] = select(EVENTS.c.seq).where(*cut).scalar_subquery()
         columns["last_event_at"] = select(EVENTS.c.timestamp).where(*cut).scalar_subquery()

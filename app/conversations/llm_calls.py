@@ -20,6 +20,7 @@ from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.events import service as events_service
 from app.events.schemas import Condensation
 from app.models import Conversation, ExecutionStatus
+from app.vault.cipher import UnreadableSecrets
 from app.vault.redact import REDACTOR
 from app.vault.service import Vault
 
@@ -55,7 +56,10 @@ async def _agent(
     cls: type[AgentBase] | None = agent_class(kind)
     if cls is None or not hasattr(cls, method):
         raise Unprocessable(f"agent kind {kind!r} cannot {method.replace('_', ' ')}")
-    spec, values = vault.unseal(conversation.agent, conversation.secrets)
+    try:
+        spec, values = vault.unseal(conversation.agent, conversation.secrets)
+    except UnreadableSecrets as exc:
+        raise Conflict(f"the conversation's credentials cannot be opened: {exc}") from None
     return cls(spec, settings), values
 
 
@@ -93,8 +97,8 @@ async def condense(
     run is 409 (its runner holds the context in memory), checked again under the row lock
     before the append."""
     conversation, history = await _read(db, conversation_id)
-    if conversation.execution_status == ExecutionStatus.RUNNING.value:
-        raise _running(conversation_id)
+    if conversation.execution_status in BUSY:
+        raise _busy(conversation_id)
     forget, offset = to_forget(history, KEEP_LAST)
     if not forget:
         return None
@@ -120,11 +124,18 @@ async def condense(
         current = await session.get(Conversation, conversation_id, populate_existing=True)
         if current is None:
             raise NotFound(f"conversation {conversation_id} not found")
-        if current.execution_status == ExecutionStatus.RUNNING.value:
-            raise _running(conversation_id)
+        if current.execution_status in BUSY:
+            raise _busy(conversation_id)
         stored = await events_service.append(session, conversation_id, [event])
     return stored[0]
 
 
-def _running(conversation_id: uuid.UUID) -> Conflict:
-    return Conflict(f"conversation {conversation_id} has an active run: condense it after")
+# A run holds the context in memory; actions waiting for confirmation must stay in it.
+BUSY = frozenset({ExecutionStatus.RUNNING.value, ExecutionStatus.WAITING_FOR_CONFIRMATION.value})
+
+
+def _busy(conversation_id: uuid.UUID) -> Conflict:
+    return Conflict(
+        f"conversation {conversation_id} has an active run or actions waiting for"
+        " confirmation: condense it after"
+    )

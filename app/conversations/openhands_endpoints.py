@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from app.conversations import llm_calls
 from app.conversations import settings as settings_service
@@ -15,6 +15,7 @@ from app.db.session import DatabaseDep, ReadSessionDep, WriteSessionDep
 from app.errors import AppError, NotFound, error_responses
 from app.http import Success
 from app.models import Conversation
+from app.validators import reject_unstorable
 from app.vault.endpoints import VaultDep
 
 router = APIRouter(prefix="/conversations", tags=["openhands"])
@@ -22,16 +23,19 @@ router = APIRouter(prefix="/conversations", tags=["openhands"])
 
 class PolicyUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _storable = model_validator(mode="before")(reject_unstorable)
     policy: ConfirmationPolicy
 
 
 class AnalyzerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _storable = model_validator(mode="before")(reject_unstorable)
     security_analyzer: SecurityAnalyzer | None
 
 
 class Question(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _storable = model_validator(mode="before")(reject_unstorable)
     question: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
 
 
@@ -76,7 +80,7 @@ async def set_security_analyzer(
 @router.post(
     "/{conversation_id}/ask_agent",
     response_model=Answer,
-    responses=error_responses(401, 404, 422, 502),
+    responses=error_responses(401, 404, 409, 422, 502),
 )
 async def ask_agent(
     conversation_id: uuid.UUID,
@@ -103,7 +107,8 @@ async def condense(
     """Replace the older part of the agent's context by an LLM-written summary: a
     `Condensation` event, which later runs use instead of the events it names (they stay
     stored). Keeps the first user message and the last few events; nothing to condense is a
-    no-op. 409 while a run is active; 502 when the LLM provider fails."""
+    no-op. 409 while a run is active or actions wait for confirmation, or when the
+    conversation's credentials cannot be opened; 502 when the LLM provider fails."""
     settings = request.app.state.settings
     await llm_calls.condense(db, conversation_id, vault, settings)
     return Success()

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from app.models import RunStatus
+from app.validators import reject_unstorable
 
 
 class RunRead(BaseModel):
@@ -37,5 +38,6 @@ class ConfirmationAnswer(BaseModel):
     """The user's answer to the actions a conversation waits on (confirmation mode)."""
 
     model_config = ConfigDict(extra="forbid")
+    _storable = model_validator(mode="before")(reject_unstorable)
     accept: bool
     reason: Annotated[str, StringConstraints(max_length=4096)] = "User rejected the action"

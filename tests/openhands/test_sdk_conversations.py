@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import text
 
 from tests.openhands.sdk import SdkEvents
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
@@ -386,3 +388,118 @@ async def test_an_initial_message_with_run_starts_the_conversation(
     texts = [e["llm_message"]["content"][0]["text"] for e in events if e["kind"] == "MessageEvent"]
     assert texts[0] == "go"
     assert any(e["kind"] == "ObservationEvent" and e["tool_name"] == "finish" for e in events)
+
+
+def assert_valid_chat(messages: list[dict[str, Any]]) -> None:
+    """What chat APIs demand: each assistant message's tool calls answered by the tool
+    messages right after it, and no tool message answering anything else."""
+    expected: set[str] = set()
+    for message in messages:
+        if message["role"] == "tool":
+            assert message["tool_call_id"] in expected, (message, messages)
+            expected.discard(message["tool_call_id"])
+            continue
+        assert not expected, f"unanswered tool calls {expected} before {message}"
+        expected = {call["id"] for call in message.get("tool_calls") or []}
+    assert not expected, f"unanswered tool calls {expected} at the end"
+
+
+async def test_a_message_while_waiting_leaves_a_valid_context(
+    run_app: RunAppFactory, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """The waiting action is dropped from the context once the user moves on (it is never
+    run), and every later context stays valid: checked against the context builder before it
+    left unanswered calls out (the second request held a tool call with no answer)."""
+    body = sdk_body(llm, confirmation_policy={"kind": "AlwaysConfirm"})
+    async with run_app(workspace_root=tmp_path) as client:
+        cid = (await _create(client, body))["id"]
+        await llm.script(call("file_editor", command="create", path="x.txt", file_text="x"))
+        await wait_run(client, await _message(client, cid, "make x"), {"completed"})
+        await _wait_status(client, cid, "waiting_for_confirmation")
+        await llm.script({"text": "OK, not x."})
+        await wait_run(client, await _message(client, cid, "never mind"), {"completed"})
+        await llm.script({"text": "Sure."})
+        await wait_run(client, await _message(client, cid, "thanks"), {"completed"})
+        answer = await client.post(f"/api/conversations/{cid}/ask_agent", json={"question": "?"})
+        assert answer.status_code == 200, answer.text
+    requests = await llm.requests()
+    for request in requests[-3:]:
+        assert_valid_chat(request["messages"])
+    assert not await asyncio.to_thread((tmp_path / "project" / "x.txt").exists)
+
+
+async def test_credentials_outside_agent_llm_are_masked_and_not_kept(
+    run_app: RunAppFactory, llm: FakeLLM, db: Any
+) -> None:
+    condenser_key, context_secret = "sk-condenser-" + "c" * 20, "context-secret-" + "s" * 20
+    body = sdk_body(llm)
+    body["agent"]["condenser"] = {
+        "kind": "LLMSummarizingCondenser",
+        "llm": {**body["agent"]["llm"], "api_key": condenser_key, "usage_id": "condenser"},
+        "max_size": 80,
+    }
+    body["agent"]["agent_context"] = {"secrets": {"TOKEN": context_secret}}
+    async with run_app(run_worker_enabled=False) as client:
+        created = await client.post("/api/conversations", json=body)
+        assert created.status_code == 201, created.text
+        got = await client.get(f"/api/conversations/{created.json()['id']}")
+    for shown in (created.text, got.text):
+        assert condenser_key not in shown and context_secret not in shown
+    agent = got.json()["agent"]
+    assert agent["condenser"]["llm"]["api_key"] == "**********"
+    assert agent["agent_context"]["secrets"] == {"TOKEN": "**********"}
+    async with db.session(write=False) as session:
+        rows = (await session.execute(text("SELECT agent, secrets FROM conversations"))).all()
+    assert rows and all(condenser_key not in str(r) and context_secret not in str(r) for r in rows)
+
+
+async def test_extra_headers_never_carry_a_key_from_the_environment(
+    run_app: RunAppFactory, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversation whose endpoint takes its credentials in extra_headers: litellm, given
+    no api_key, would send OPENAI_API_KEY from this process's environment to that URL
+    (checked: it did before the explicit placeholder key)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-server-environment")
+    body = sdk_body(llm)
+    body["agent"]["llm"].pop("api_key")
+    body["agent"]["llm"]["extra_headers"] = {"X-Tenant-Key": "tenant-secret-1234"}
+    async with run_app() as client:
+        cid = (await _create(client, body))["id"]
+        await llm.script(call("finish", message="ok"))
+        await wait_run(client, await _message(client, cid, "hi"), {"completed"})
+    headers = (await llm.headers())[-1]["headers"]
+    assert headers.get("x-tenant-key") == "tenant-secret-1234"
+    assert "sk-from-the-server-environment" not in str(headers)
+
+
+async def test_unstorable_setting_bodies_are_422(run_app: RunAppFactory, llm: FakeLLM) -> None:
+    async with run_app(run_worker_enabled=False) as client:
+        cid = (await _create(client, sdk_body(llm)))["id"]
+        base = f"/api/conversations/{cid}"
+        bad = [
+            ("security_analyzer", {"security_analyzer": {"kind": "x", "n": 2**70}}),
+            ("security_analyzer", {"security_analyzer": {"kind": "a\u0000b"}}),
+            ("events/respond_to_confirmation", {"accept": False, "reason": "no\u0000"}),
+            ("confirmation_policy", {"policy": {"kind": "AlwaysConfirm", "x\u0000": 1}}),
+        ]
+        for route, body in bad:
+            response = await client.post(f"{base}/{route}", json=body)
+            assert response.status_code == 422, (route, response.text)
+
+
+async def test_a_fork_of_a_waiting_conversation_waits_on_the_same_actions(
+    run_app: RunAppFactory, llm: FakeLLM, tmp_path: Path
+) -> None:
+    body = sdk_body(llm, confirmation_policy={"kind": "AlwaysConfirm"})
+    async with run_app(workspace_root=tmp_path) as client:
+        cid = (await _create(client, body))["id"]
+        await llm.script(call("terminal", command="echo hi"))
+        await wait_run(client, await _message(client, cid, "say hi"), {"completed"})
+        await _wait_status(client, cid, "waiting_for_confirmation")
+        fork = await client.post(f"/api/conversations/{cid}/fork", json={})
+        assert fork.status_code == 201, fork.text
+        assert fork.json()["execution_status"] == "waiting_for_confirmation"
+        url = f"/api/conversations/{fork.json()['id']}/events/respond_to_confirmation"
+        assert (await client.post(url, json={"accept": False})).status_code == 200
+        events = await events_of(client, fork.json()["id"])
+    assert [e["kind"] for e in events].count("UserRejectObservation") == 1
