@@ -39,9 +39,10 @@ def needs_confirmation(ctx: "StepContext", actions: list[dict[str, Any]]) -> boo
 
 
 def waiting_actions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The actions the conversation waits on: those without an answer recorded before its
-    last move to `waiting_for_confirmation`, when nothing but state updates came after that
-    move (a later user message or run moved on). Empty when it is not waiting."""
+    """The actions the conversation waits on: the unanswered calls of the last LLM response
+    before its last move to `waiting_for_confirmation`, when nothing but state updates came
+    after that move (a later user message or run moved on). Empty when it is not waiting.
+    An older unanswered action (cut off by a lost worker, say) is never among them."""
     last_wait = None
     for index, event in enumerate(history):
         if event["kind"] not in QUIET_KINDS:
@@ -50,9 +51,14 @@ def waiting_actions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             last_wait = index
     if last_wait is None:
         return []
-    answered = {e.get("tool_call_id") for e in history[:last_wait] if e["kind"] in ANSWERS}
+    before = history[:last_wait]
+    actions = [e for e in before if e["kind"] == "ActionEvent"]
+    if not actions:
+        return []
+    response = actions[-1].get("llm_response_id")
+    answered = {e.get("tool_call_id") for e in before if e["kind"] in ANSWERS}
     return [
         e
-        for e in history[:last_wait]
-        if e["kind"] == "ActionEvent" and e.get("tool_call_id") not in answered
+        for e in actions
+        if e.get("llm_response_id") == response and e.get("tool_call_id") not in answered
     ]
