@@ -5,7 +5,8 @@ import os
 import sys
 import threading
 import time
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -18,6 +19,8 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database schema (alembic) comma
 cli.add_typer(db_cli, name="db")
 secrets_cli = typer.Typer(no_args_is_help=True, help="Stored credentials (encryption keys).")
 cli.add_typer(secrets_cli, name="secrets")
+import_cli = typer.Typer(no_args_is_help=True, help="Bring conversations in from elsewhere.")
+cli.add_typer(import_cli, name="import")
 
 # Shutdown bounds besides AGENT_SERVER_SHUTDOWN_GRACE_SECONDS: requests still open when the
 # server stops get this long (then they are cancelled); threads still busy at exit this long.
@@ -175,6 +178,74 @@ def secrets_rotate(
     if report.unreadable:
         ids = ", ".join(str(i) for i in report.unreadable[:20])
         _fail(f"{len(report.unreadable)} could not be decrypted with any key: {ids}")
+
+
+@import_cli.command("openhands")
+def import_openhands(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The conversations directory of an OpenHands agent-server (its file store).",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and check everything; write nothing.")
+    ] = False,
+    openhands_secret_key: Annotated[
+        str | None,
+        typer.Option(
+            "--openhands-secret-key",
+            envvar="OH_SECRET_KEY",
+            help="The OpenHands server's secret key (OH_SECRET_KEY, else its session API key):"
+            " opens the LLM keys and secrets the store holds encrypted.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Import an OpenHands file store: each conversation with its events becomes rows.
+    Safe to run again (it adds nothing twice) and to resume after a kill. Exit status 0: all
+    imported; 2: done, but damage or conflicts were found (listed); 1: it could not run."""
+    import asyncio
+
+    from app.db.session import Database
+    from app.importer.report import ImportProgress, print_report
+    from app.importer.service import import_store
+    from app.vault.cipher import SecretKeyError
+    from app.vault.service import Vault
+
+    settings = get_settings()
+    try:
+        vault = Vault.from_settings(settings)
+    except SecretKeyError as exc:
+        _fail(str(exc))
+    mismatch = migrations.describe_mismatch(
+        migrations.current_revision_sync(settings.database_url), migrations.head_revision()
+    )
+    if mismatch is not None:
+        _fail(f"{mismatch} (run `agent-server db upgrade` first)")
+
+    async def run() -> Any:
+        db = Database.from_settings(settings)
+        try:
+            with ImportProgress() as progress:
+                return await import_store(
+                    db,
+                    vault,
+                    path,
+                    dry_run=dry_run,
+                    openhands_secret_key=openhands_secret_key,
+                    progress=progress.advance,
+                )
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    print_report(report, dry_run=dry_run)
+    if report.all_problems or report.conflicts:
+        raise typer.Exit(code=2)
 
 
 def main() -> None:

@@ -220,3 +220,13 @@ async def rows_after(
     if limit is not None:
         stmt = stmt.limit(limit)
     return (await session.execute(stmt)).all()
+
+
+async def ids_present(
+    session: AsyncSession, conversation_id: uuid.UUID, ids: Sequence[str]
+) -> set[str]:
+    """Which of `ids` the conversation's events already use."""
+    stmt = select(EVENTS.c.id).where(
+        EVENTS.c.conversation_id == conversation_id, EVENTS.c.id.in_(ids)
+    )
+    return {row[0] for row in await session.execute(stmt)}

@@ -177,6 +177,47 @@ async def append(
     ]
 
 
+async def import_events(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    events: Sequence[EventBase],
+    *,
+    conversation_values: dict[str, Any] | None = None,
+) -> None:
+    """Append events that keep their own ids and timestamps (an import): the next seqs, in
+    one short write like `append`. The timestamps must be aware and never decrease, from the
+    conversation's last event on (the importer makes them so)."""
+    if not events:
+        return
+    stamps = [event.timestamp for event in events]
+    if any(stamp is None for stamp in stamps):
+        raise ValueError("imported events need their timestamps")
+    reserved = await repository.reserve_seqs(
+        session, conversation_id, len(events), max(s for s in stamps if s), conversation_values
+    )
+    if reserved is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    last_seq, _ = reserved
+    session.info.setdefault(APPENDED, {})[conversation_id] = last_seq
+    first_seq = last_seq - len(events) + 1
+    rows = [
+        {
+            **event_row(event),
+            "conversation_id": conversation_id,
+            "seq": first_seq + offset,
+            "timestamp": event.timestamp,
+        }
+        for offset, event in enumerate(events)
+    ]
+    await repository.insert_rows(session, rows)
+
+
+async def existing_ids(
+    session: AsyncSession, conversation_id: uuid.UUID, ids: Sequence[str]
+) -> set[str]:
+    return await repository.ids_present(session, conversation_id, ids)
+
+
 async def _require_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> None:
     if not await repository.conversation_exists(session, conversation_id):
         raise NotFound(f"conversation {conversation_id} not found")

@@ -1,0 +1,1 @@
+"""Moving conversations in from elsewhere: an OpenHands agent-server file store."""
