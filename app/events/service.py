@@ -151,12 +151,32 @@ async def append(
     """
     if not events:
         return []
+    rows = await _insert(session, conversation_id, events, utcnow(), conversation_values)
+    return [
+        row_to_json(
+            (row["kind"], row["id"], row["seq"], row["timestamp"], row["source"], row["payload"])
+        )
+        for row in rows
+    ]
+
+
+async def _insert(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    events: Sequence[EventBase],
+    now: datetime,
+    conversation_values: dict[str, Any] | None,
+    *,
+    own_timestamps: bool = False,
+) -> list[dict[str, Any]]:
+    """Reserve the next seqs (the conversation's row lock, see repository.reserve_seqs) and
+    insert the events' rows: stamped with the reserved time, or with their own."""
     reserved = await repository.reserve_seqs(
-        session, conversation_id, len(events), utcnow(), conversation_values
+        session, conversation_id, len(events), now, conversation_values
     )
     if reserved is None:
         raise NotFound(f"conversation {conversation_id} not found")
-    last_seq, now = reserved
+    last_seq, stamp = reserved
     session.info.setdefault(APPENDED, {})[conversation_id] = last_seq
     first_seq = last_seq - len(events) + 1
     rows = [
@@ -164,17 +184,12 @@ async def append(
             **event_row(event),
             "conversation_id": conversation_id,
             "seq": first_seq + offset,
-            "timestamp": now,
+            "timestamp": event.timestamp if own_timestamps else stamp,
         }
         for offset, event in enumerate(events)
     ]
     await repository.insert_rows(session, rows)
-    return [
-        row_to_json(
-            (row["kind"], row["id"], row["seq"], row["timestamp"], row["source"], row["payload"])
-        )
-        for row in rows
-    ]
+    return rows
 
 
 async def import_events(
@@ -192,24 +207,10 @@ async def import_events(
     stamps = [event.timestamp for event in events]
     if any(stamp is None for stamp in stamps):
         raise ValueError("imported events need their timestamps")
-    reserved = await repository.reserve_seqs(
-        session, conversation_id, len(events), max(s for s in stamps if s), conversation_values
+    latest = max(stamp for stamp in stamps if stamp is not None)
+    await _insert(
+        session, conversation_id, events, latest, conversation_values, own_timestamps=True
     )
-    if reserved is None:
-        raise NotFound(f"conversation {conversation_id} not found")
-    last_seq, _ = reserved
-    session.info.setdefault(APPENDED, {})[conversation_id] = last_seq
-    first_seq = last_seq - len(events) + 1
-    rows = [
-        {
-            **event_row(event),
-            "conversation_id": conversation_id,
-            "seq": first_seq + offset,
-            "timestamp": event.timestamp,
-        }
-        for offset, event in enumerate(events)
-    ]
-    await repository.insert_rows(session, rows)
 
 
 async def existing_ids(
