@@ -226,6 +226,13 @@ def import_openhands(
     )
     if mismatch is not None:
         _fail(f"{mismatch} (run `agent-server db upgrade` first)")
+    if not vault.cipher.encrypts:
+        typer.echo(
+            "agent-server: warning: AGENT_SERVER_SECRET_KEY is not set: the credentials"
+            " imported are stored unencrypted (`agent-server secrets rotate` encrypts them"
+            " once a key is set)",
+            err=True,
+        )
 
     async def run() -> Any:
         db = Database.from_settings(settings)

@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from app.events.service import storable
 from app.importer.store import Problem
 from app.vault import env
 from app.vault.specs import LLM_CREDENTIALS
@@ -33,18 +34,19 @@ class StoreKeys:
             self._fernet = Fernet(base64.urlsafe_b64encode(digest))
 
     def open(self, value: str) -> str | None:
-        """The plain value: a token opened, a plain value as it is; None when it is masked or
-        cannot be opened."""
+        """The plain value: a token opened, a plain value as it is; None when it is masked,
+        cannot be opened, or could not be stored (NUL, a lone surrogate)."""
         if value == MASKED:
             return None
-        if not value.startswith(TOKEN_PREFIX):
-            return value
-        if self._fernet is None:
-            return None
-        try:
-            return self._fernet.decrypt(value.encode()).decode()
-        except (InvalidToken, UnicodeDecodeError, ValueError):
-            return None
+        plain: str | None = value
+        if value.startswith(TOKEN_PREFIX):
+            if self._fernet is None:
+                return None
+            try:
+                plain = self._fernet.decrypt(value.encode()).decode()
+            except (InvalidToken, UnicodeError, ValueError):
+                return None
+        return plain if plain is not None and storable(plain) == plain else None
 
 
 def open_agent(

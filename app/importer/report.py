@@ -42,8 +42,18 @@ class ImportProgress:
         self._progress.__exit__(kind, exc, tb)
 
     def advance(self, what: str, n: int) -> None:
+        """`conversation`, `events` (files read) or `total` (files of a conversation opened)."""
+        if what == "total":
+            total = self._progress.tasks[self._events].total or 0
+            self._progress.update(self._events, total=total + n)
+            return
         task = self._conversations if what == "conversation" else self._events
         self._progress.advance(task, n)
+
+
+def _printable(text: str) -> str:
+    """`text` safe for a terminal: markup escaped, control characters shown as `?`."""
+    return escape("".join(c if c.isprintable() else "?" for c in text))
 
 
 def print_report(report: ImportReport, *, dry_run: bool) -> None:
@@ -54,7 +64,7 @@ def print_report(report: ImportReport, *, dry_run: bool) -> None:
     for c in report.conversations:
         table.add_row(
             str(c.id),
-            escape(c.directory),
+            _printable(c.directory),
             c.outcome,
             str(c.events_in_store),
             str(c.events_imported),
@@ -69,7 +79,7 @@ def print_report(report: ImportReport, *, dry_run: bool) -> None:
     )
     problems = report.all_problems
     for problem in problems[:MAX_LISTED]:
-        where = escape(f"{problem.conversation}/{problem.file}: {problem.what}")
+        where = _printable(f"{problem.conversation}/{problem.file}: {problem.what}")
         console.print(f"[yellow]problem[/] {where}", soft_wrap=True)
     if len(problems) > MAX_LISTED:
         console.print(f"... and {len(problems) - MAX_LISTED} more problems", soft_wrap=True)

@@ -8,9 +8,11 @@ returned as `Problem`s (a missing file in the numbering, an unreadable or trunca
 JSON that is not an event), never raised: the readable rest still comes through.
 """
 
+import contextlib
 import json
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +22,9 @@ from typing import Any
 BASE_STATE = "base_state.json"
 META = "meta.json"
 EVENTS_DIR = "events"
-EVENT_NAME = re.compile(r"^event-(?P<index>\d{5,})-(?P<event_id>[0-9A-Za-z\-_]{1,64})\.json$")
-MAX_FILE_BYTES = 64 * 1024 * 1024  # an event file larger than this is reported, not read
+EVENT_NAME = re.compile(r"^event-(?P<index>[0-9]{5,12})-(?P<event_id>[0-9A-Za-z\-_]{1,64})\.json$")
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a file larger than this is reported, not read
+MAX_GAPS = 100  # gaps listed one by one in a conversation; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -47,22 +50,42 @@ class StoredConversation:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
-    """The JSON in `path`, or why not (missing, too large, truncated, not JSON)."""
+def _read_bytes(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_FILE_BYTES: never through a symlink (a store is
+    untrusted: a link could name any file of this machine), never a FIFO or a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, f"larger than {MAX_FILE_BYTES} bytes"
-        data = path.read_bytes()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TooLarge("not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise TooLarge(f"larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+class TooLarge(Exception):
+    """A file the importer will not read."""
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """The JSON in `path`, or why not (missing, a link or not a file, too large, truncated,
+    not JSON)."""
+    try:
+        data = _read_bytes(path)
     except FileNotFoundError:
         return None, "missing"
-    except OSError as exc:
+    except TooLarge as exc:
+        return None, str(exc)
+    except OSError as exc:  # ELOOP: a symlink; EACCES; ...
         return None, f"unreadable: {exc.strerror or exc}"
     if not data.strip():
         return None, "empty (truncated)"
     try:
         return json.loads(data), None
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 is a ValueError too
         return None, f"not valid JSON (truncated or corrupt): {str(exc)[:120]}"
 
 
@@ -82,8 +105,12 @@ def conversations(root: Path) -> Iterator[StoredConversation | Problem]:
         if not entry.is_dir(follow_symlinks=False):
             continue
         directory = Path(entry.path)
-        if not (directory / BASE_STATE).exists() and not (directory / EVENTS_DIR).is_dir():
-            continue  # not a conversation (the store may hold other directories)
+        try:
+            if not (directory / BASE_STATE).exists() and not (directory / EVENTS_DIR).is_dir():
+                continue  # not a conversation (the store may hold other directories)
+        except OSError as exc:
+            yield Problem(entry.name, "", f"unreadable: {exc.strerror or exc}")
+            continue
         problems: list[Problem] = []
         state, why = _read_json(directory / BASE_STATE)
         if why is not None or not isinstance(state, dict):
@@ -109,10 +136,17 @@ def _index_events(stored: StoredConversation) -> None:
     problems."""
     events = stored.directory / EVENTS_DIR
     name = stored.directory.name
-    if not events.is_dir():
+    if events.is_symlink() or not events.is_dir():
+        if events.is_symlink():
+            stored.problems.append(Problem(name, EVENTS_DIR, "a symlink: not followed"))
         return
     found: list[tuple[int, str]] = []
-    for entry in os.scandir(events):
+    try:
+        entries = list(os.scandir(events))
+    except OSError as exc:
+        stored.problems.append(Problem(name, EVENTS_DIR, f"unreadable: {exc.strerror or exc}"))
+        return
+    for entry in entries:
         match = EVENT_NAME.match(entry.name)
         if match is None:
             if entry.name.endswith(".json"):
@@ -122,24 +156,37 @@ def _index_events(stored: StoredConversation) -> None:
             continue
         found.append((int(match["index"]), entry.name))
     found.sort()
-    expected = 0
+    expected, gaps = 0, 0
     for index, _ in found:
-        for missing in range(expected, index):
-            stored.problems.append(
-                Problem(name, f"{EVENTS_DIR}/event-{missing:05d}-*.json", "missing (a gap)")
-            )
+        if index > expected:
+            gaps += 1
+            if gaps <= MAX_GAPS:
+                files = f"event-{expected:05d}" + (
+                    f"..{index - 1:05d}-*.json" if index - 1 > expected else "-*.json"
+                )
+                what = f"missing (a gap of {index - expected})"
+                stored.problems.append(Problem(name, f"{EVENTS_DIR}/{files}", what))
         expected = max(expected, index + 1)
+    if gaps > MAX_GAPS:
+        stored.problems.append(Problem(name, EVENTS_DIR, f"{gaps - MAX_GAPS} more gaps"))
     stored.event_files = found
 
 
 def read_events(
-    stored: StoredConversation, start: int, count: int
+    stored: StoredConversation, start: int, count: int, max_bytes: int = 32 * 1024 * 1024
 ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
-    """Event files start..start+count-1 of the conversation (in index order): per file, its
-    name and its JSON object, or None and why it cannot be read. Blocking: off the loop."""
+    """Up to `count` event files from the start-th on (in index order), fewer when they hold
+    more than `max_bytes` together (at least one): per file, its name and its JSON object,
+    or None and why it cannot be read. Blocking: off the loop."""
     out: list[tuple[str, dict[str, Any] | None, str | None]] = []
+    read = 0
     for _, file_name in stored.event_files[start : start + count]:
-        value, why = _read_json(stored.directory / EVENTS_DIR / file_name)
+        if out and read > max_bytes:
+            break
+        path = stored.directory / EVENTS_DIR / file_name
+        with contextlib.suppress(OSError):
+            read += path.lstat().st_size
+        value, why = _read_json(path)
         if why is None and not isinstance(value, dict):
             why = "not a JSON object"
         out.append((f"{EVENTS_DIR}/{file_name}", value if why is None else None, why))

@@ -171,5 +171,33 @@ async def test_the_command_lists_the_damage_and_exits_2(
     )
     output = done.stdout.decode(errors="replace").replace("\n", " ")
     assert done.returncode == 2, output
-    assert "SomethingNew" in output and "missing (a gap)" in output
+    assert "SomethingNew" in output and "missing (a gap of 1)" in output
     assert sdk_store.manifest["api_key"] not in output + done.stderr.decode(errors="replace")
+
+
+async def test_a_rerun_with_the_store_key_restores_the_credentials(
+    db: Database, sdk_store: SdkStore
+) -> None:
+    await import_store(db, VAULT, sdk_store.conversations_dir)  # no key: left out
+    await _import(db, sdk_store)  # the key now
+    async with db.session(write=False) as session:
+        rows = (await session.execute(text("SELECT agent, secrets FROM conversations"))).all()
+    opened = [
+        VAULT.unseal(json.loads(agent) if isinstance(agent, str) else agent, sealed)[0]["llm"].get(
+            "api_key"
+        )
+        for agent, sealed in rows
+    ]
+    assert sdk_store.manifest["api_key"] in opened
+
+
+async def test_a_conversation_that_went_on_here_is_not_merged(
+    db: Database, client: httpx.AsyncClient, sdk_store: SdkStore
+) -> None:
+    await _import(db, sdk_store)
+    cid = next(iter(sdk_store.conversations().values()))["id"]
+    message = {"role": "user", "content": [{"type": "text", "text": "here now"}]}
+    assert (await client.post(f"/api/conversations/{cid}/events", json=message)).is_success
+    again = await _import(db, sdk_store)
+    assert [str(c.id) for c in again.conflicts] == [cid]
+    assert {c.outcome for c in again.conversations if str(c.id) != cid} == {"unchanged"}
