@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
@@ -215,10 +215,7 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             await websocket.send_text(orjson.dumps(error).decode())
             continue
         if worker is not None:
-            background = BackgroundTasks()
-            background.add_task(worker.wake)
-            background.add_task(worker.nudge, run.id)
-            await background()
+            worker.look(run.id)  # committed: this process's worker looks now, on the loop
 
 
 @sockets_router.websocket("/sockets/events/{conversation_id}")

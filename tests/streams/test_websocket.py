@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.runs.worker import Worker
 from tests.conftest import create_conversation, send_message
 from tests.streams.conftest import LiveServer
 
@@ -122,3 +124,32 @@ async def test_a_user_message_frame_is_appended_and_runs(live: LiveServer) -> No
     assert not [e for e in seen if "seq" in e or e.get("type") == "error"], seen
     assert len(runs) == 1 and runs[0]["status"] == "queued"  # no worker in this app
     assert error["type"] == "error"
+
+
+async def test_a_message_frame_wakes_the_worker_on_the_event_loop(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's asyncio events are set on the loop's thread, never another (asyncio
+    events are not thread-safe). Checked against the earlier code, which woke it through
+    BackgroundTasks holding plain functions: wake() then ran on an AnyIO worker thread."""
+    threads: list[threading.Thread] = []
+    wake = Worker.wake
+
+    def recording(self: Worker) -> None:
+        threads.append(threading.current_thread())
+        wake(self)
+
+    monkeypatch.setattr(Worker, "wake", recording)
+    async with live(run_worker_enabled=True) as base, httpx.AsyncClient(base_url=base) as client:
+        cid = (await create_conversation(client))["id"]
+        async with connect(_ws(base, f"/sockets/events/{cid}")) as ws:
+            await _recv(ws)  # full_state
+            threads.clear()
+            await ws.send(json.dumps({"role": "user", "content": [{"type": "text", "text": "go"}]}))
+            await _recv(ws)
+            for _ in range(200):
+                if threads:
+                    break
+                await asyncio.sleep(0.01)
+    assert threads, "the worker was not woken"
+    assert all(thread is threading.main_thread() for thread in threads), threads
