@@ -18,6 +18,7 @@ from app.errors import error_responses
 from app.http import parse_if_match
 from app.models import ExecutionStatus
 from app.runs import service as runs_service
+from app.runs.wake import wake_worker
 from app.vault.endpoints import VaultDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -46,7 +47,7 @@ async def create_conversation(
     conversation, created = await service.create(session, body, vault)
     if created and body.initial_message is not None and body.initial_message.run:
         run = await runs_service.start(session, conversation.id)
-        runs_service.wake_worker(request, background, run.id)
+        wake_worker(request, background, run.id)
         response.headers["X-Run-Id"] = str(run.id)
         await session.refresh(conversation)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -22,6 +22,7 @@ from app.events.schemas import (
 )
 from app.http import JSONBytes
 from app.runs import service as runs_service
+from app.runs.wake import wake_worker
 
 router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
 
@@ -110,7 +111,7 @@ async def send_message(
     headers = {"X-Event-Seq": str(stored["seq"])}
     if body.run:
         run = await runs_service.start_unless_active(session, conversation_id)
-        runs_service.wake_worker(request, background, run.id)
+        wake_worker(request, background, run.id)
         headers["X-Run-Id"] = str(run.id)
     return JSONBytes(
         service.shown(stored, with_seq), status_code=status.HTTP_201_CREATED, headers=headers

@@ -11,6 +11,7 @@ from app.http import Success
 from app.models import Run
 from app.runs import service
 from app.runs.schemas import ConfirmationAnswer, RunPage, RunRead
+from app.runs.wake import wake_worker
 
 router = APIRouter(tags=["runs"])
 
@@ -29,7 +30,7 @@ async def start_run(
 ) -> RunRead:
     """Queue a run of the conversation; it starts when a worker has a free slot."""
     run = await service.start(session, conversation_id)
-    service.wake_worker(request, background, run.id)
+    wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
 
@@ -50,7 +51,7 @@ async def respond_to_confirmation(
     waiting: nothing happens (OpenHands answers that with success too)."""
     run = await service.answer_confirmation(session, conversation_id, body.accept, body.reason)
     if run is not None:
-        service.wake_worker(request, background, run.id)
+        wake_worker(request, background, run.id)
     return Success()
 
 
@@ -65,7 +66,7 @@ def _stopping(
     if run is None:
         response.status_code = status.HTTP_200_OK
         return None
-    service.wake_worker(request, background, run.id)
+    wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
 

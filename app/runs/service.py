@@ -1,10 +1,9 @@
-"""Run rules for the API: start (or queue), pause, interrupt, read. Services never commit."""
+"""Run rules for the API: start (or queue), pause, interrupt, read. Services never commit
+(and never see HTTP: waking the worker after the response is app/runs/wake.py)."""
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from fastapi import BackgroundTasks, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
@@ -15,9 +14,6 @@ from app.events.schemas import InterruptEvent, PauseEvent
 from app.models import Conversation, ExecutionStatus, Run, RunStatus
 from app.pagination import decode_cursor, encode_cursor
 from app.runs import repository
-
-if TYPE_CHECKING:
-    from app.runs.worker import Worker
 
 # A conversation waiting for confirmation starts again: that accepts its waiting actions.
 STARTABLE = (
@@ -70,21 +66,6 @@ async def start_unless_active(session: AsyncSession, conversation_id: uuid.UUID)
     """Start a run, or leave the active one: it takes new user messages at its next step."""
     active = await repository.active_for(session, conversation_id)
     return active if active is not None else await start(session, conversation_id)
-
-
-def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID) -> None:
-    """After the response (so after the commit), tell this process's worker to look now.
-    Workers in other processes hear the NOTIFY of the writing statement (Postgres) or find
-    the change at their next poll (SQLite)."""
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        background.add_task(_wake, worker, run_id)
-
-
-async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
-    # async: Starlette runs a plain-function background task on a worker thread, and the
-    # worker's asyncio events must be set on the event loop's thread.
-    worker.look(run_id)
 
 
 async def answer_confirmation(
