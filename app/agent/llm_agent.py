@@ -9,7 +9,7 @@ from typing import Any
 
 import litellm
 
-from app.agent import sdk_shapes
+from app.agent import retry, sdk_shapes
 from app.agent.base import AgentBase, LLMCallRecord, StepContext, StepOutcome, register_agent
 from app.agent.confirmation import needs_confirmation, waiting_actions
 from app.agent.context import context_messages, event_to_messages
@@ -159,7 +159,7 @@ class LLMAgent(AgentBase):
                 await ctx.record_llm_call(_failed_call(kwargs["model"], started, exc))
                 if not self._retry(exc, attempt):
                     raise
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(self._backoff(exc, attempt))
                 attempt += 1
                 continue
             await ctx.record_llm_call(_usage(kwargs["model"], started, response))
@@ -168,8 +168,8 @@ class LLMAgent(AgentBase):
     def _retry(self, exc: Exception, attempt: int) -> bool:
         return isinstance(exc, TRANSIENT) and attempt < self.settings.llm_max_retries
 
-    def _backoff(self, attempt: int) -> float:
-        return float(self.settings.llm_retry_base_seconds * 2**attempt)
+    def _backoff(self, exc: Exception, attempt: int) -> float:
+        return retry.delay(exc, attempt, self.settings.llm_retry_base_seconds)
 
     async def astep(self, ctx: StepContext) -> StepOutcome:
         tools = self._tools()
@@ -220,7 +220,7 @@ class SyncLLMAgent(LLMAgent):
                 ctx.record_llm_call_sync(_failed_call(kwargs["model"], started, exc))
                 if not self._retry(exc, attempt):
                     raise
-                ctx.interrupted.wait(self._backoff(attempt))
+                ctx.interrupted.wait(self._backoff(exc, attempt))
                 ctx.check_interrupted()
                 attempt += 1
                 continue
