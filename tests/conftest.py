@@ -9,9 +9,10 @@ connections), so each test ends by deleting every row.
 Every test runs under blockbuster: a blocking call on the event loop thread fails the test.
 """
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,17 @@ async def event_seqs(
     """The seqs of a conversation's events matching `params`, every page, in page order."""
     url = f"/api/conversations/{conversation_id}/events/search"
     return await collect_pages(client, url, "seq", **params, **WITH_SEQ)
+
+
+async def wait_for(
+    check: Callable[[], Any], what: str, limit: float = 30, every: float = 0.1
+) -> Any:
+    """Await `check()` until it returns something truthy; fail after `limit` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)

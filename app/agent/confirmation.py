@@ -10,6 +10,8 @@ so `ConfirmRisky` confirms all of them unless its `confirm_unknown` is false.
 
 from typing import TYPE_CHECKING, Any
 
+from app.agent.context import ANSWER_KINDS
+
 if TYPE_CHECKING:
     from app.agent.base import StepContext
 
@@ -18,7 +20,6 @@ WAITING = "waiting_for_confirmation"
 # system prompt a run records when the agent's prompt changed (the accepting run may).
 QUIET_KINDS = frozenset({"ConversationStateUpdateEvent", "SystemPromptEvent"})
 NEVER_CONFIRMED = frozenset({"finish", "think"})
-ANSWERS = frozenset({"ObservationEvent", "AgentErrorEvent", "UserRejectObservation"})
 
 
 def confirms_actions(policy: dict[str, Any] | None) -> bool:
@@ -56,7 +57,7 @@ def waiting_actions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not actions:
         return []
     response = actions[-1].get("llm_response_id")
-    answered = {e.get("tool_call_id") for e in before if e["kind"] in ANSWERS}
+    answered = {e.get("tool_call_id") for e in before if e["kind"] in ANSWER_KINDS}
     return [
         e
         for e in actions

@@ -24,6 +24,7 @@ from sqlalchemy.orm import undefer
 
 from app.agent.base import AgentBase, Interrupted, LLMCallRecord, StepContext, StepOutcome
 from app.agent.confirmation import confirms_actions
+from app.agent.context import ANSWER_KINDS
 from app.clock import utcnow
 from app.config import Settings
 from app.conversations.repository import lock_conversation
@@ -247,7 +248,7 @@ class Runner:
             return
         if event["kind"] == "ActionEvent":
             self._open_actions[call_id] = event.get("tool_name") or ""
-        elif event["kind"] in ("ObservationEvent", "AgentErrorEvent", "UserRejectObservation"):
+        elif event["kind"] in ANSWER_KINDS:
             self._open_actions.pop(call_id, None)
 
     # ---- the run ----------------------------------------------------------------------
@@ -285,11 +286,13 @@ class Runner:
         conversation, history = await self._load()
         self._stats = usage.start(conversation.stats)
         agent_cls = self.resolve_agent(conversation.agent)
-        spec, secret_values = self.vault.unseal(conversation.agent, conversation.secrets)
+        spec, secret_values, environment = self.vault.unseal_for_run(
+            conversation.agent, conversation.secrets
+        )
         self._hidden += REDACTOR.add(secret_values)
         self._agent = agent_cls(spec, self.settings)
         self._ctx = self._context(conversation, await self._workspace(conversation))
-        self._ctx.env = self.vault.env_secrets(conversation.secrets)
+        self._ctx.env = environment
         prompt = await skills_service.system_prompt_for_run(self.db, self._agent, history)
         if prompt is not None:
             history += await self._persist([prompt])

@@ -40,8 +40,16 @@ class Vault:
     def unseal(self, agent: dict[str, Any], stored: str | None) -> tuple[dict[str, Any], list[str]]:
         """The stored spec with its credentials back, and the credentials' values (to redact
         while they are in use). Raises cipher.UnreadableSecrets."""
+        spec, values, _ = self.unseal_for_run(agent, stored)
+        return spec, values
+
+    def unseal_for_run(
+        self, agent: dict[str, Any], stored: str | None
+    ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+        """unseal(), and the environment secrets for the run's tools, from one opening of
+        the sealed value. Raises cipher.UnreadableSecrets."""
         secrets = self.cipher.open(stored)
-        return specs.reveal(agent, secrets), strings_in(secrets)
+        return specs.reveal(agent, secrets), strings_in(secrets), env.env_of(secrets)
 
     def env_secrets(self, stored: str | None) -> dict[str, str]:
         """The environment secrets sealed in `stored`, for the tools of the process running

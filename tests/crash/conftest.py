@@ -13,8 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.procs import free_port, start_server, stop, wait_ready
-from tests.runs.conftest import fake_llm_server, llm  # noqa: F401  (fixtures)
+from tests.runs.conftest import fake_llm_server, llm
+
+__all__ = ["fake_llm_server", "llm", "wait_for"]  # wait_for: the tests here import it from here
 
 THINK = {"text": "Thinking.", "tool_calls": [{"name": "think", "arguments": {"thought": "go"}}]}
 SHORT_LEASE = {
@@ -94,17 +97,3 @@ def llm_agent(llm_url: str) -> dict[str, Any]:
         "kind": "LLMAgent",
         "llm": {"model": "openai/fake-model", "base_url": f"{llm_url}/v1", "api_key": "k"},
     }
-
-
-async def wait_for(
-    check: Callable[[], Any], what: str, limit: float = 30, every: float = 0.1
-) -> Any:
-    """Await `check()` until it returns something truthy; fail after `limit` seconds."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(every)

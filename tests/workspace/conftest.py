@@ -3,7 +3,7 @@ poller that reads a command's output the way the OpenHands SDK does (order__gt).
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.db.session import Database
-from tests.conftest import make_app, serve_app
+from tests.conftest import make_app, serve_app, wait_for
 
 T = TypeVar("T")
 SEARCH = "/api/bash/bash_events/search"
@@ -112,20 +112,11 @@ def process_gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
-async def until(check: Callable[[], Awaitable[T]], what: str, limit: float = 10) -> T:
-    """Await `check()` until it gives something truthy; fail after `limit` seconds."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def wait_gone(pid: int) -> bool:
-    return await until(lambda: fs(lambda: process_gone(pid)), f"process {pid} to end")
+    gone: bool = await wait_for(
+        lambda: fs(lambda: process_gone(pid)), f"process {pid} to end", limit=10, every=0.05
+    )
+    return gone
 
 
 async def first_outputs(client: httpx.AsyncClient, command_id: str) -> list[dict[str, Any]]:
@@ -136,4 +127,7 @@ async def first_outputs(client: httpx.AsyncClient, command_id: str) -> list[dict
         found: list[dict[str, Any]] = response.json()["items"]
         return found
 
-    return await until(items, f"output of {command_id}")
+    found: list[dict[str, Any]] = await wait_for(
+        items, f"output of {command_id}", limit=10, every=0.05
+    )
+    return found
