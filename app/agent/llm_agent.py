@@ -10,9 +10,10 @@ from typing import Any
 import litellm
 
 from app.agent import retry, sdk_shapes
-from app.agent.base import AgentBase, LLMCallRecord, StepContext, StepOutcome, register_agent
+from app.agent.base import AgentBase, StepContext, StepOutcome, register_agent
 from app.agent.confirmation import needs_confirmation, waiting_actions
 from app.agent.context import context_messages, event_to_messages
+from app.agent.llm_usage import call_record, failed_call_record
 from app.agent.tools import Tool, ToolResult, parse_arguments, tools_for
 from app.events.schemas import (
     ActionEvent,
@@ -26,7 +27,7 @@ from app.events.schemas import (
     ToolCall,
 )
 from app.vault.policy import EndpointPolicy
-from app.vault.redact import MASK, REDACTOR
+from app.vault.redact import MASK
 from app.vault.specs import LLM_CREDENTIALS, MODEL_PARAMETERS
 
 logger = logging.getLogger(__name__)
@@ -156,13 +157,13 @@ class LLMAgent(AgentBase):
                     messages=_for_llm(ctx.messages), tools=[t.schema() for t in tools], **kwargs
                 )
             except Exception as exc:
-                await ctx.record_llm_call(_failed_call(kwargs["model"], started, exc))
+                await ctx.record_llm_call(failed_call_record(kwargs["model"], started, exc))
                 if not self._retry(exc, attempt):
                     raise
                 await asyncio.sleep(self._backoff(exc, attempt))
                 attempt += 1
                 continue
-            await ctx.record_llm_call(_usage(kwargs["model"], started, response))
+            await ctx.record_llm_call(call_record(kwargs["model"], started, response))
             return response
 
     def _retry(self, exc: Exception, attempt: int) -> bool:
@@ -217,14 +218,14 @@ class SyncLLMAgent(LLMAgent):
                     messages=_for_llm(ctx.messages), tools=[t.schema() for t in tools], **kwargs
                 )
             except Exception as exc:
-                ctx.record_llm_call_sync(_failed_call(kwargs["model"], started, exc))
+                ctx.record_llm_call_sync(failed_call_record(kwargs["model"], started, exc))
                 if not self._retry(exc, attempt):
                     raise
                 ctx.interrupted.wait(self._backoff(exc, attempt))
                 ctx.check_interrupted()
                 attempt += 1
                 continue
-            ctx.record_llm_call_sync(_usage(kwargs["model"], started, response))
+            ctx.record_llm_call_sync(call_record(kwargs["model"], started, response))
             return response
 
     def step(self, ctx: StepContext) -> StepOutcome:
@@ -365,41 +366,3 @@ def _answer(
         ),
     )
     return observation, result.finish
-
-
-def _usage(model: str, started: float, response: Any) -> LLMCallRecord:
-    usage = getattr(response, "usage", None)
-    return LLMCallRecord(
-        model=model,
-        prompt_tokens=getattr(usage, "prompt_tokens", None),
-        completion_tokens=getattr(usage, "completion_tokens", None),
-        cost_usd=_cost(response),
-        latency_ms=(time.perf_counter() - started) * 1000,
-    )
-
-
-def _cost(response: Any) -> float | None:
-    """The call's cost in USD, None when litellm knows no price for the model.
-
-    litellm has already priced the response while returning it (`_hidden_params`): reading
-    that avoids pricing it a second time, which for a model without a price is the slow path
-    (about 4% of the event loop's time in scripts/bench_runs.py)."""
-    hidden = getattr(response, "_hidden_params", None)
-    if isinstance(hidden, dict) and "response_cost" in hidden:
-        known = hidden["response_cost"]
-        return float(known) if isinstance(known, int | float) else None
-    try:
-        return float(litellm.completion_cost(completion_response=response))
-    except Exception:  # no price known for this model: cost unknown, not a failure
-        return None
-
-
-def _failed_call(model: str, started: float, exc: BaseException) -> LLMCallRecord:
-    return LLMCallRecord(
-        model=model,
-        prompt_tokens=None,
-        completion_tokens=None,
-        cost_usd=None,
-        latency_ms=(time.perf_counter() - started) * 1000,
-        error=REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:2000],
-    )
