@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
 
+from app.conversations.messages import post_user_message
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import Unprocessable, error_responses
 from app.events import service
@@ -15,13 +16,11 @@ from app.events.schemas import (
     SEARCH_TEXT_CHARS,
     AnyEvent,
     EventPage,
-    Message,
     MessageEvent,
     Source,
     UserMessageCreate,
 )
 from app.http import JSONBytes
-from app.runs import service as runs_service
 from app.runs.wake import wake_worker
 
 router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
@@ -105,12 +104,9 @@ async def send_message(
 ) -> JSONBytes:
     """Append a user message; its seq is in the X-Event-Seq header. With `run`, start a run
     (an active run takes the message at its next step); the run's id is in X-Run-Id."""
-    message = Message(role="user", content=body.content)
-    event = MessageEvent(source="user", llm_message=message, sender=body.sender)
-    (stored,) = await service.append(session, conversation_id, [event])
+    stored, run = await post_user_message(session, conversation_id, body, run=body.run)
     headers = {"X-Event-Seq": str(stored["seq"])}
-    if body.run:
-        run = await runs_service.start_unless_active(session, conversation_id)
+    if run is not None:
         wake_worker(request, background, run.id)
         headers["X-Run-Id"] = str(run.id)
     return JSONBytes(
