@@ -25,13 +25,13 @@ from app.conversations.openhands_endpoints import router as openhands_router
 from app.conversations.secrets_endpoints import router as conversation_secrets_router
 from app.db.availability import unavailable_reason
 from app.db.migrations import head_revision
+from app.db.notify import Listener
 from app.db.session import Database
 from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
 from app.limits import BodyLimits
 from app.runs.endpoints import router as runs_router
-from app.runs.repository import RUNS_CHANNEL
 from app.runs.worker import Worker
 from app.security import ApiKeyGate, require_api_key
 from app.skills.endpoints import router as skills_router
@@ -162,7 +162,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             tail_backstop_seconds=settings.stream_backstop_seconds,
         )
         app.state.hub = hub
-        await hub.start()
+        # Postgres: other processes' commits and run changes arrive by LISTEN/NOTIFY.
+        listener = None if db.is_sqlite else Listener(db.engine)
+        await hub.start(listener)
         worker = None
         if settings.run_worker_enabled:
             await asyncio.to_thread(load_agents)
@@ -173,14 +175,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             gc.freeze()
             worker = Worker(app.state.db, settings)
             app.state.worker = worker
-            await worker.start()
-            await hub.listen(RUNS_CHANNEL, worker.on_notice)  # other processes' starts
+            await worker.start(listener)
+        if listener is not None:
+            await listener.start()
         try:
             yield
         finally:
             if worker is not None:
                 await worker.stop()
             await app.state.commands.close()  # kills the commands still running
+            if listener is not None:
+                await listener.stop()
             await hub.stop()
             if owns_db:
                 await app.state.db.dispose()

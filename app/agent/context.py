@@ -15,6 +15,22 @@ LLM_KINDS = frozenset(
     {"MessageEvent", "ActionEvent", "ObservationEvent", "AgentErrorEvent", "UserRejectObservation"}
 )
 ANSWER_KINDS = frozenset({"ObservationEvent", "AgentErrorEvent", "UserRejectObservation"})
+
+
+class OpenActions(dict[str, str]):
+    """tool_call_id -> tool_name of the actions not answered yet, as events go by in seq
+    order (the runner's, and the sweeper's for a run whose worker was lost)."""
+
+    def see(self, event: dict[str, Any]) -> None:
+        call_id = event.get("tool_call_id")
+        if not call_id:
+            return
+        if event["kind"] == "ActionEvent":
+            self[call_id] = event.get("tool_name") or ""
+        elif event["kind"] in ANSWER_KINDS:
+            self.pop(call_id, None)
+
+
 SUMMARY_PREFIX = "Summary of the earlier part of this conversation (condensed):\n"
 
 

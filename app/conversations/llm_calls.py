@@ -70,7 +70,7 @@ async def _read(
     (a pooled connection is never held while a provider answers)."""
     async with db.session(write=False) as session:
         conversation = await _conversation(session, conversation_id)
-        history = await events_service.history_after(session, conversation_id)
+        history = await events_service.read_after(session, conversation_id)
     return conversation, history
 
 

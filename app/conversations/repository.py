@@ -1,7 +1,7 @@
 """Conversation queries."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import insert_ignore_conflict
 from app.db.types import UTCDateTime
-from app.models import Conversation
+from app.models import Conversation, ExecutionStatus
 
 
 async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -19,8 +19,30 @@ async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> boo
     return result.first() is not None
 
 
-async def get(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation | None:
-    return await session.get(Conversation, conversation_id)
+async def get(
+    session: AsyncSession, conversation_id: uuid.UUID, *, fresh: bool = False
+) -> Conversation | None:
+    """`fresh`: read the row again even if the session holds it (after a Core UPDATE)."""
+    return await session.get(Conversation, conversation_id, populate_existing=fresh)
+
+
+async def set_status(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    to: ExecutionStatus,
+    allowed_from: Collection[ExecutionStatus] | None,
+) -> bool:
+    """One conditional UPDATE of execution_status (any current status when `allowed_from` is
+    None); whether it applied."""
+    stmt = update(Conversation).where(Conversation.id == conversation_id)
+    if allowed_from is not None:
+        stmt = stmt.where(Conversation.execution_status.in_([s.value for s in allowed_from]))
+    result = await session.execute(
+        stmt.values(execution_status=to.value)
+        .returning(Conversation.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
 
 
 async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Conversation]:
@@ -89,3 +111,9 @@ async def lock_conversation(session: AsyncSession, conversation_id: uuid.UUID) -
     if session.get_bind().dialect.name == "postgresql":
         stmt = select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
         await session.execute(stmt)
+
+
+async def last_seqs(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The last seq of each of these conversations that exists."""
+    stmt = select(Conversation.id, Conversation.last_seq).where(Conversation.id.in_(list(ids)))
+    return {row[0]: int(row[1]) for row in await session.execute(stmt)}

@@ -5,17 +5,17 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agent.confirmation import waiting_actions
+from app.conversations import repository
 from app.conversations.schemas import ConversationRead
 from app.events import service as events_service
 from app.events.schemas import ConversationStateUpdateEvent, UserRejectObservation
 from app.models import Conversation, ExecutionStatus
 
 
-async def transition(
+async def set_execution_status(
     session: AsyncSession,
     conversation_id: uuid.UUID,
     to: ExecutionStatus,
@@ -27,15 +27,7 @@ async def transition(
     The change is one conditional UPDATE; when it applies, a ConversationStateUpdateEvent is
     appended in the same transaction (which also bumps the version). Returns whether it did.
     """
-    stmt = update(Conversation).where(Conversation.id == conversation_id)
-    if allowed_from is not None:
-        stmt = stmt.where(Conversation.execution_status.in_([s.value for s in allowed_from]))
-    result = await session.execute(
-        stmt.values(execution_status=to.value)
-        .returning(Conversation.id)
-        .execution_options(synchronize_session=False)
-    )
-    if result.first() is None:
+    if not await repository.set_status(session, conversation_id, to, allowed_from):
         return False
     event = ConversationStateUpdateEvent(key="execution_status", value=to.value)
     await events_service.append(session, conversation_id, [event])
@@ -52,7 +44,7 @@ async def record_full_state(session: AsyncSession, conversation_id: uuid.UUID) -
     """Append the conversation's `full_state` as it is now in this transaction. An OpenHands
     client's `run()` returns when it sees one whose status is not `running`: every run's end
     records one, so it reaches every stream, in every process, once committed."""
-    conversation = await session.get(Conversation, conversation_id, populate_existing=True)
+    conversation = await repository.get(session, conversation_id, fresh=True)
     if conversation is not None:
         await events_service.append(session, conversation_id, [full_state(conversation)])
 
@@ -65,14 +57,14 @@ async def reject_waiting(
     `waiting_for_confirmation` is the guard (and takes the row lock): of two racing answers,
     one finds nothing waiting. Returns the rejections recorded (none when it was not
     waiting)."""
-    if not await transition(
+    if not await set_execution_status(
         session,
         conversation_id,
         ExecutionStatus.IDLE,
         allowed_from=(ExecutionStatus.WAITING_FOR_CONFIRMATION,),
     ):
         return []
-    history = await events_service.history_after(session, conversation_id)
+    history = await events_service.read_after(session, conversation_id)
     rejections = [
         UserRejectObservation(
             tool_name=action["tool_name"],

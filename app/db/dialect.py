@@ -7,8 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 
-def _insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
-    if session.get_bind().dialect.name == "postgresql":
+def dialect_name(session: AsyncSession | str) -> str:
+    """The session's dialect name ("sqlite" or "postgresql"); a name stays as it is."""
+    return session if isinstance(session, str) else session.get_bind().dialect.name
+
+
+def _insert(session: AsyncSession | str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    if dialect_name(session) == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -23,7 +28,7 @@ def insert_ignore_conflict(
     )
 
 
-def upsert_add(session: AsyncSession, table: Any, key: list[str], column: str) -> Insert:
+def upsert_add(session: AsyncSession | str, table: Any, key: list[str], column: str) -> Insert:
     """INSERT ...; on a key conflict add the new row's `column` to the stored one."""
     stmt = _insert(session, table)
     return stmt.on_conflict_do_update(

@@ -2,7 +2,7 @@
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Select,
     String,
     Table,
     and_,
@@ -21,17 +22,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert, Update
 
-from app.db.dialect import upsert_add
+from app.db.dialect import dialect_name, upsert_add
+from app.db.notify import EVENTS_CHANNEL
 from app.db.types import UTCDateTime
 from app.events import text_search
 from app.models import Conversation, Event, EventCount
 
-# Postgres NOTIFY channel for committed appends; payload '<conversation id>:<last seq>'.
-NOTIFY_CHANNEL = "agent_events"
-
 CONVERSATIONS = cast(Table, Conversation.__table__)
 EVENTS = cast(Table, Event.__table__)
+EVENT_COUNTS = cast(Table, EventCount.__table__)
 ROW_COLUMNS = (Event.kind, Event.id, Event.seq, Event.timestamp, Event.source, Event.payload)
 _NO_UPPER_BOUND = 2**62
 
@@ -124,10 +125,48 @@ async def conversation_exists(session: AsyncSession, conversation_id: uuid.UUID)
     return await last_seq(session, conversation_id) is not None
 
 
+def last_seq_statement(conversation_id: Any) -> Select[Any]:
+    return select(CONVERSATIONS.c.last_seq).where(CONVERSATIONS.c.id == conversation_id)
+
+
 async def last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int | None:
     """The conversation's last_seq, or None when there is no such conversation."""
-    stmt = select(Conversation.last_seq).where(Conversation.id == conversation_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    last: int | None = (await session.execute(last_seq_statement(conversation_id))).scalar()
+    return last
+
+
+def reserve_statement(
+    dialect: str,
+    conversation_id: Any,
+    n: Any,
+    now: Any,
+    extra: dict[str, Any] | None = None,
+) -> Update:
+    """The seq reservation: one UPDATE ... RETURNING (new last_seq, the events' timestamp)
+    under the conversation's row lock. Values may be bind parameters (the runner's fenced
+    append compiles it once). On Postgres it also notifies the streams, delivered only if the
+    transaction commits (see db.notify)."""
+    table = CONVERSATIONS.c
+    if not isinstance(now, ColumnElement):
+        now = literal(now, UTCDateTime())
+    # The previous event's time if the clock stepped back: time order and seq order agree.
+    stamp = case((table.last_event_at > now, table.last_event_at), else_=now)
+    stmt = (
+        update(CONVERSATIONS)
+        .where(table.id == conversation_id)
+        .values(
+            last_seq=table.last_seq + n,
+            version=table.version + 1,
+            updated_at=now,
+            last_event_at=stamp,
+            **(extra or {}),
+        )
+        .returning(table.last_seq, table.last_event_at)
+    )
+    if dialect == "postgresql":
+        note = func.cast(table.id, String) + literal(":") + func.cast(table.last_seq, String)
+        stmt = stmt.returning(func.pg_notify(EVENTS_CHANNEL, note))
+    return stmt
 
 
 async def reserve_seqs(
@@ -141,44 +180,30 @@ async def reserve_seqs(
     or None for an unknown conversation.
 
     One UPDATE ... RETURNING holds the row lock until commit, so concurrent appends to one
-    conversation are serialized and gapless on both databases. The timestamp is `now`, or the
-    previous event's if the clock stepped back, so time order and seq order agree.
+    conversation are serialized and gapless on both databases.
     """
-    # Core statements on the tables, not the ORM's bulk paths: appends are the hot write.
-    table = CONVERSATIONS.c
-    stamp = case(
-        (table.last_event_at > literal(now, UTCDateTime()), table.last_event_at),
-        else_=literal(now, UTCDateTime()),
-    )
-    stmt = (
-        update(CONVERSATIONS)
-        .where(table.id == conversation_id)
-        .values(
-            last_seq=table.last_seq + n,
-            version=table.version + 1,
-            updated_at=now,
-            last_event_at=stamp,
-            **(extra or {}),
-        )
-        .returning(table.last_seq, table.last_event_at)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Delivered by Postgres only if this transaction commits (see streams.pg_listener).
-        note = func.cast(table.id, String) + literal(":") + func.cast(table.last_seq, String)
-        stmt = stmt.returning(func.pg_notify(NOTIFY_CHANNEL, note))
+    stmt = reserve_statement(dialect_name(session), conversation_id, n, now, extra)
     row = (await session.execute(stmt)).first()
     return None if row is None else (int(row[0]), row[1] or now)
 
 
+def count_upsert(dialect: str) -> Insert:
+    """Add to the per-(kind, source) tallies that answer unfiltered counts."""
+    return upsert_add(dialect, EVENT_COUNTS, ["conversation_id", "kind", "source"], "count")
+
+
+def tally(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """event_counts rows for new event rows: one per (conversation, kind, source)."""
+    counts = Counter((row["conversation_id"], row["kind"], row["source"]) for row in rows)
+    return [
+        {"conversation_id": cid, "kind": kind, "source": source, "count": n}
+        for (cid, kind, source), n in counts.items()
+    ]
+
+
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     await session.execute(insert(EVENTS), rows)
-    tally = Counter((row["conversation_id"], row["kind"], row["source"]) for row in rows)
-    counts = [
-        {"conversation_id": cid, "kind": kind, "source": source, "count": n}
-        for (cid, kind, source), n in tally.items()
-    ]
-    stmt = upsert_add(session, EventCount.__table__, ["conversation_id", "kind", "source"], "count")
-    await session.execute(stmt, counts)
+    await session.execute(count_upsert(dialect_name(session)), tally(rows))
 
 
 def counts_only(f: EventFilter) -> bool:
@@ -199,7 +224,7 @@ async def count_from_tally(
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def rows_after(
+async def read_after(
     session: AsyncSession,
     conversation_id: uuid.UUID,
     after_seq: int,

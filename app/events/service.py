@@ -348,7 +348,7 @@ async def get_many(
     return [found.get(event_id) for event_id in event_ids]
 
 
-async def history_after(
+async def read_after(
     session: AsyncSession,
     conversation_id: uuid.UUID,
     after_seq: int = 0,
@@ -358,7 +358,7 @@ async def history_after(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Events after `after_seq` in seq order, as the API shows them (runner, streams)."""
-    rows = await repository.rows_after(
+    rows = await repository.read_after(
         session, conversation_id, after_seq, kinds=kinds, source=source, limit=limit
     )
     return [row_to_json(row) for row in rows]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
 from app.db.base import Base
-from app.db.types import JSONType, UTCDateTime
+from app.db.types import UTCDateTime
 
 ACTIVE_STATUSES = ("queued", "running")
 # The predicate of the partial unique index below: "one active run per conversation".
@@ -58,9 +58,6 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     interrupt_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Time the runner spent in the database per step, milliseconds (bounded list).
-    # per step: [ms waited on the database, ms of database work] (bench_runs reads it)
-    step_db_ms: Mapped[list[list[float]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

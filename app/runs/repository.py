@@ -4,14 +4,31 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, String, func, literal, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+from sqlalchemy.sql.dml import Update
 
 from app.db.dialect import insert_ignore_conflict
+from app.db.notify import RUNS_CHANNEL
 from app.db.types import UTCDateTime
-from app.models import ACTIVE_PREDICATE, ACTIVE_STATUSES, Conversation, Run, RunStatus
+from app.models import ACTIVE_PREDICATE, ACTIVE_STATUSES, Conversation, LLMCall, Run, RunStatus
+
+RUNS = cast(Table, Run.__table__)
+LLM_CALLS = cast(Table, LLMCall.__table__)
 
 
 @dataclass(frozen=True)
@@ -21,11 +38,23 @@ class Lease:
     epoch: int
 
 
-# Postgres NOTIFY channel: a run was queued (started, or given back at shutdown), or a
-# control flag of a running run was set; payload = the run's id. Sent inside the writing
-# statement, so delivered only on commit; every process's worker wakes on it (see
-# Worker.on_notice).
-RUNS_CHANNEL = "agent_runs"
+async def get(session: AsyncSession, run_id: uuid.UUID) -> Run | None:
+    return await session.get(Run, run_id)
+
+
+async def load_for_run(session: AsyncSession, lease: Lease) -> tuple[Conversation, Run] | None:
+    """The conversation (with its sealed secrets) and the run a runner starts from; None
+    when either is gone."""
+    conversation = await session.get(
+        Conversation, lease.conversation_id, options=[undefer(Conversation.secrets)]
+    )
+    run = await session.get(Run, lease.run_id)
+    return None if conversation is None or run is None else (conversation, run)
+
+
+async def reread(session: AsyncSession, run: Run) -> None:
+    """Read the run's row again (after a Core UPDATE in this transaction)."""
+    await session.refresh(run)
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -33,7 +62,8 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 def _notify_workers(session: AsyncSession) -> tuple[Any, ...]:
-    """A RETURNING column that notifies the workers of every process (Postgres), or none."""
+    """A RETURNING column that notifies the workers of every process (Postgres), or none:
+    sent inside the writing statement, so delivered only on commit."""
     if not _is_postgres(session):
         return ()
     return (func.pg_notify(literal(RUNS_CHANNEL), func.cast(Run.id, String)),)
@@ -92,23 +122,27 @@ def _held_by(lease: Lease) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-async def hold(
-    session: AsyncSession,
-    lease: Lease,
-    now: datetime,
-    *,
-    iterations: int,
-    step_db_ms: list[list[float]] | None = None,
-) -> bool:
-    """The fence: true while this lease is the run's live lease. An UPDATE, so on Postgres
-    the run row stays locked until commit and the sweeper cannot fail the run mid-write."""
-    stmt = (
-        update(Run)
-        .where(*_held_by(lease), Run.lease_expires_at > now)
-        .values(iterations=iterations, **({} if step_db_ms is None else {"step_db_ms": step_db_ms}))
-        .returning(Run.id)
-        .execution_options(synchronize_session=False)
+def fence_statement(run_id: Any, epoch: Any, now: Any, iterations: Any) -> Update:
+    """The fence: matches only while (run_id, epoch) is the run's live lease, and records
+    the iteration count. An UPDATE, so on Postgres the run row stays locked until commit and
+    the sweeper cannot fail the run mid-write. Values may be bind parameters (the runner's
+    fenced append compiles it once)."""
+    return (
+        update(RUNS)
+        .where(
+            RUNS.c.id == run_id,
+            RUNS.c.status == RunStatus.RUNNING.value,
+            RUNS.c.lease_epoch == epoch,
+            RUNS.c.lease_expires_at > now,
+        )
+        .values(iterations=iterations)
+        .returning(RUNS.c.id)
     )
+
+
+async def hold(session: AsyncSession, lease: Lease, now: datetime, *, iterations: int) -> bool:
+    """True while this lease is the run's live lease (see fence_statement)."""
+    stmt = fence_statement(lease.run_id, lease.epoch, now, iterations)
     return (await session.execute(stmt)).first() is not None
 
 
@@ -121,6 +155,11 @@ async def set_stats(
         .values(stats=stats)
         .execution_options(synchronize_session=False)
     )
+
+
+async def insert_calls(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """llm_calls rows (see runs.usage.call_row)."""
+    await session.execute(insert(LLM_CALLS), list(rows))
 
 
 @dataclass(frozen=True)

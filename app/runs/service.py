@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import utcnow
-from app.conversations.state import record_full_state, reject_waiting, transition
+from app.conversations import repository as conversations
+from app.conversations.state import record_full_state, reject_waiting, set_execution_status
 from app.errors import BadRequest, Conflict, NotFound
 from app.events import service as events_service
 from app.events.schemas import InterruptEvent, PauseEvent
-from app.models import Conversation, ExecutionStatus, Run, RunStatus
+from app.models import ExecutionStatus, Run, RunStatus
 from app.pagination import decode_cursor, encode_cursor
 from app.runs import repository
 
@@ -35,14 +36,14 @@ def _active_conflict(run: Run | None, conversation_id: uuid.UUID) -> Conflict:
 
 async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
     """Queue a run. The partial unique index on runs is what forbids a second active run;
-    the status transition keeps execution_status in step with it.
+    the status change keeps execution_status in step with it.
 
-    The common case is two statements and the transition's event: the conditional UPDATE of
+    The common case is two statements and the status change's event: the conditional UPDATE of
     the status (which also takes the conversation's row lock, so two starts of one
     conversation queue behind each other) and the INSERT of the run. Why a start was refused
     is looked up only when it was.
     """
-    moved = await transition(
+    moved = await set_execution_status(
         session, conversation_id, ExecutionStatus.RUNNING, allowed_from=STARTABLE
     )
     if not moved:
@@ -54,7 +55,7 @@ async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
 
 
 async def _refusal(session: AsyncSession, conversation_id: uuid.UUID) -> NotFound | Conflict:
-    if await session.get(Conversation, conversation_id) is None:
+    if await conversations.get(session, conversation_id) is None:
         return NotFound(f"conversation {conversation_id} not found")
     active = await repository.active_for(session, conversation_id)
     if active is not None:
@@ -74,7 +75,7 @@ async def answer_confirmation(
     """Confirmation mode: accepting starts a run that runs the waiting actions first (the run
     is returned); rejecting records a UserRejectObservation for each and leaves the
     conversation idle. Nothing waiting: nothing happens."""
-    conversation = await session.get(Conversation, conversation_id)
+    conversation = await conversations.get(session, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found")
     if not accept:
@@ -100,7 +101,7 @@ async def interrupt(session: AsyncSession, conversation_id: uuid.UUID) -> Run | 
 async def _stop(
     session: AsyncSession, conversation_id: uuid.UUID, *, interrupt: bool
 ) -> Run | None:
-    if await session.get(Conversation, conversation_id) is None:
+    if await conversations.get(session, conversation_id) is None:
         raise NotFound(f"conversation {conversation_id} not found")
     run = await repository.active_for(session, conversation_id)
     if run is None:
@@ -116,17 +117,17 @@ async def _stop(
             now=utcnow(),
             only_if_status=(RunStatus.QUEUED,),
         )
-        if stopped and await transition(session, conversation_id, ExecutionStatus.PAUSED):
+        if stopped and await set_execution_status(session, conversation_id, ExecutionStatus.PAUSED):
             await record_full_state(session, conversation_id)
     else:
         flag = "interrupt_requested" if interrupt else "pause_requested"
         await repository.set_flag(session, run.id, flag)
-    await session.refresh(run)
+    await repository.reread(session, run)
     return run
 
 
 async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
-    run = await session.get(Run, run_id)
+    run = await repository.get(session, run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found")
     return run
@@ -135,7 +136,7 @@ async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
 async def list_for(
     session: AsyncSession, conversation_id: uuid.UUID, limit: int, page_id: str | None
 ) -> tuple[list[Run], str | None]:
-    if await session.get(Conversation, conversation_id) is None:
+    if await conversations.get(session, conversation_id) is None:
         raise NotFound(f"conversation {conversation_id} not found")
     scope = f"runs:{conversation_id}"
     after = None

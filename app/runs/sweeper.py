@@ -4,8 +4,9 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.agent.context import OpenActions
 from app.clock import utcnow
-from app.conversations.state import transition
+from app.conversations.state import set_execution_status
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
@@ -58,7 +59,7 @@ async def _fail_lost(session: AsyncSession, run: Run) -> bool:
         )
     )
     await events_service.append(session, run.conversation_id, events)
-    await transition(session, run.conversation_id, ExecutionStatus.ERROR)
+    await set_execution_status(session, run.conversation_id, ExecutionStatus.ERROR)
     logger.warning("run %s failed: worker %s lost its lease", run.id, run.worker_id)
     return True
 
@@ -67,18 +68,12 @@ async def _unanswered_actions(session: AsyncSession, run: Run) -> list[tuple[str
     """(tool_call_id, tool_name) of actions since the run started that have no answer."""
     started = run.started_at or run.created_at
     since = events_service.EventFilter(timestamp_gte=started)
-    open_calls: dict[str, str] = {}
+    open_calls = OpenActions()
     page_id = None
     while True:
         query = events_service.EventQuery(filter=since, limit=100, page_id=page_id)
         items, page_id = await events_service.search(session, run.conversation_id, query)
         for event in items:
-            call_id = event.get("tool_call_id")
-            if not call_id:
-                continue
-            if event["kind"] == "ActionEvent":
-                open_calls[call_id] = event.get("tool_name") or ""
-            elif event["kind"] in ("ObservationEvent", "AgentErrorEvent"):
-                open_calls.pop(call_id, None)
+            open_calls.see(event)
         if page_id is None:
             return list(open_calls.items())

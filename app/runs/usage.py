@@ -1,22 +1,15 @@
 """LLM usage: one llm_calls row per call, rolled up into the conversation's stats.
 
-The runner keeps the totals in memory (it is the only writer of its conversation's stats
-while its run is active) and writes the rows and the new totals together with the next
-events it persists, in the same transaction.
+The run's journal keeps the totals in memory (it is the only writer of its conversation's
+stats while its run is active) and writes the rows and the new totals together with the
+next events it appends, in the same transaction.
 """
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.agent.base import LLMCallRecord
-from app.clock import utcnow
 from app.events.service import storable
-from app.models import LLMCall
-from app.runs.repository import Lease
 
 EMPTY = {
     "llm_calls": 0,
@@ -58,19 +51,3 @@ def call_row(call: LLMCallRecord) -> dict[str, Any]:
         "latency_ms": call.latency_ms,
         "error": storable(call.error),
     }
-
-
-async def insert_calls(session: AsyncSession, lease: Lease, calls: Sequence[LLMCallRecord]) -> None:
-    now = utcnow()
-    await session.execute(
-        insert(LLMCall),
-        [
-            {
-                **call_row(call),
-                "conversation_id": lease.conversation_id,
-                "run_id": lease.run_id,
-                "created_at": now,
-            }
-            for call in calls
-        ],
-    )

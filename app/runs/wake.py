@@ -22,4 +22,4 @@ def wake_worker(request: Request, background: BackgroundTasks, run_id: uuid.UUID
 async def _wake(worker: "Worker", run_id: uuid.UUID) -> None:
     # async: Starlette runs a plain-function background task on a worker thread, and the
     # worker's asyncio events must be set on the event loop's thread.
-    worker.look(run_id)
+    worker.run_changed(run_id)

@@ -24,10 +24,11 @@ from typing import Any
 from app.agent.base import DEFAULT_AGENT_KIND, AgentBase, agent_class, agent_kinds
 from app.clock import utcnow
 from app.config import Settings
+from app.db.notify import RUNS_CHANNEL, Listener
 from app.db.session import Database
 from app.errors import Unprocessable
 from app.runs import repository
-from app.runs.hot_write import hot_writer
+from app.runs.appenders import appender
 from app.runs.repository import Lease
 from app.runs.runner import Pools, Runner
 from app.runs.sweeper import sweep_once
@@ -61,8 +62,8 @@ class Worker:
             ),
             tool_pool=ThreadPoolExecutor(settings.tool_pool_size, thread_name_prefix="tool"),
         )
-        # Statements take about a millisecond: a few connections serve many runs.
-        self.hot = hot_writer(db, max_connections=max(2, min(settings.max_concurrent_runs, 8)))
+        # Each append is one short statement: a few connections serve many runs.
+        self.appender = appender(db, max_connections=max(2, min(settings.max_concurrent_runs, 8)))
         self.runners: dict[uuid.UUID, Runner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -72,8 +73,11 @@ class Worker:
         self._stopped = asyncio.Event()
         self._closing = False  # the runners are done: the control loop ends too
 
-    async def start(self) -> None:
-        await self.hot.open()
+    async def start(self, listener: Listener | None = None) -> None:
+        """`listener` (Postgres): other processes' queued runs and flags arrive through it."""
+        if listener is not None:
+            await listener.subscribe(RUNS_CHANNEL, self._on_runs_notice, self.claim_now)
+        await self.appender.open()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="run-claimer"),
             asyncio.create_task(self._sweep_loop(), name="run-sweeper"),
@@ -87,7 +91,7 @@ class Worker:
         back (see Runner): queued again, or paused if a tool call was cut off. Leases are
         renewed meanwhile. A runner that does not end even then is cancelled: its lease lapses
         and the sweeper of a live process fails the run as worker_lost. Returns within grace +
-        CUT_SECONDS + 3 * END_SECONDS (and the hot writer's close) whatever the runs do."""
+        CUT_SECONDS + 3 * END_SECONDS (and the appender's close) whatever the runs do."""
         self._stopping = True
         self._stopped.set()
         self._wake.set()
@@ -117,7 +121,7 @@ class Worker:
             logger.error("worker stop: %d tasks did not end", len(pending))
         self.pools.run_pool.shutdown(wait=False, cancel_futures=True)
         self.pools.tool_pool.shutdown(wait=False, cancel_futures=True)
-        await self.hot.close()
+        await self.appender.close()
 
     async def _wait_runs(self, seconds: float) -> set[asyncio.Task[None]]:
         """Wait up to `seconds` for the runner tasks; returns those still going."""
@@ -126,28 +130,29 @@ class Worker:
         _done, pending = await asyncio.wait(set(self._tasks), timeout=seconds)
         return pending
 
-    def wake(self) -> None:
-        """A run may have been queued: look now instead of at the next poll."""
+    def claim_now(self) -> None:
+        """A run may have been queued: the claimer looks now, not at its next poll."""
         self._wake.set()
 
-    def nudge(self, run_id: uuid.UUID) -> None:
-        """A control flag of a run may have changed: check the flags now."""
+    def check_flags_now(self, run_id: uuid.UUID) -> None:
+        """A control flag of `run_id` may have changed: if this process runs it, the control
+        loop reads the flags now."""
         if run_id in self.runners:
             self._control_wake.set()
 
-    def look(self, run_id: uuid.UUID | None) -> None:
-        """A run was queued or a running run's flag set: look now, not at the next poll."""
-        self.wake()
+    def run_changed(self, run_id: uuid.UUID | None) -> None:
+        """A run was queued, or a running run's flag set: claim and check flags now."""
+        self.claim_now()
         if run_id is not None:
-            self.nudge(run_id)
+            self.check_flags_now(run_id)
 
-    def on_notice(self, payload: str) -> None:
-        """A NOTIFY on runs.repository.RUNS_CHANNEL from any process (payload: a run id)."""
+    def _on_runs_notice(self, payload: str) -> None:
+        """A NOTIFY on RUNS_CHANNEL from any process (payload: a run id)."""
         try:
             run_id: uuid.UUID | None = uuid.UUID(payload)
         except ValueError:
             run_id = None
-        self.look(run_id)
+        self.run_changed(run_id)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -222,7 +227,7 @@ class Worker:
             lease=lease,
             resolve_agent=resolve_agent,
             pools=self.pools,
-            hot=self.hot,
+            appender=self.appender,
             vault=self.vault,
         )
         self.runners[lease.run_id] = runner

@@ -52,7 +52,7 @@ async def _conversation(db: Database, conversation_id: uuid.UUID) -> Conversatio
 
 async def _read_after(db: Database, conversation_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
     async with db.session(write=False) as session:
-        return await events_service.history_after(session, conversation_id, seq, limit=READ_LIMIT)
+        return await events_service.read_after(session, conversation_id, seq, limit=READ_LIMIT)
 
 
 async def follow(
@@ -215,7 +215,7 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             await websocket.send_text(orjson.dumps(error).decode())
             continue
         if worker is not None:
-            worker.look(run.id)  # committed: this process's worker looks now, on the loop
+            worker.run_changed(run.id)  # committed: this process's worker looks now, on the loop
 
 
 @sockets_router.websocket("/sockets/events/{conversation_id}")

@@ -4,7 +4,7 @@ Nothing here carries event payloads between processes. A change is only a wake-u
 conversation has events up to seq N"), and the rows are always read back from the database:
 
 - a commit in this process wakes at once (Database commit listeners, the runner's writer);
-- on Postgres, other processes' commits arrive by LISTEN/NOTIFY (see pg_listener);
+- on Postgres, other processes' commits arrive by LISTEN/NOTIFY (see db.notify);
 - a poll of `conversations.last_seq` for every watched conversation backs both up, every
   `stream_poll_seconds` on SQLite (the only cross-process signal there) and at most every
   2 s on Postgres (a NOTIFY lost while the listener reconnected).
@@ -20,15 +20,13 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
-
+from app.conversations import repository as conversations
+from app.db.notify import EVENTS_CHANNEL, Listener
 from app.db.session import Database
 from app.events import service as events_service
-from app.models import Conversation
-from app.streams.pg_listener import PgListener
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ class Tail:
     async def _read_new(self) -> None:
         while self.subscribers:
             async with self.hub.db.session(write=False) as session:
-                rows = await events_service.history_after(
+                rows = await events_service.read_after(
                     session, self.conversation_id, self.position, limit=READ_LIMIT
                 )
             if not rows:
@@ -135,27 +133,19 @@ class EventHub:
         self.tail_backstop_seconds = tail_backstop_seconds
         self.tails: dict[uuid.UUID, Tail] = {}
         self._poller: asyncio.Task[None] | None = None
-        self._listener: PgListener | None = None
         self._stopping = False
 
-    async def start(self) -> None:
+    async def start(self, listener: Listener | None = None) -> None:
+        """`listener` (Postgres): other processes' commits arrive through it."""
         self.db.commit_listeners.append(self.notify_many)
         self._poller = asyncio.create_task(self._poll_loop(), name="stream-poller")
-        if not self.db.is_sqlite:
-            self._listener = PgListener(self.db, self)
-            await self._listener.start()
-
-    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
-        """Postgres: hand NOTIFY payloads of `channel` to `callback` (nothing on SQLite)."""
-        if self._listener is not None:
-            await self._listener.listen(channel, callback)
+        if listener is not None:
+            await listener.subscribe(EVENTS_CHANNEL, self._on_notice, on_reconnect=self.notify_all)
 
     async def stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(ValueError):
             self.db.commit_listeners.remove(self.notify_many)
-        if self._listener is not None:
-            await self._listener.stop()
         tasks = [t for t in [self._poller, *(tail.task for tail in self.tails.values())] if t]
         for tail in self.tails.values():
             for subscription in tail.subscribers:
@@ -177,6 +167,14 @@ class EventHub:
         for conversation_id, seq in appended.items():
             self.notify(conversation_id, seq)
 
+    def _on_notice(self, payload: str) -> None:
+        """A NOTIFY on EVENTS_CHANNEL: '<conversation id>:<last seq>'."""
+        conversation_id, _, seq = payload.partition(":")
+        try:
+            self.notify(uuid.UUID(conversation_id), int(seq))
+        except ValueError:
+            logger.warning("ignoring a malformed notification %r", payload)
+
     def notify_all(self) -> None:
         """After a gap in notifications (the listener reconnected): every tail looks."""
         for tail in self.tails.values():
@@ -191,14 +189,7 @@ class EventHub:
             try:
                 ids = list(self.tails)
                 async with self.db.session(write=False) as session:
-                    rows = (
-                        await session.execute(
-                            select(Conversation.id, Conversation.last_seq).where(
-                                Conversation.id.in_(ids)
-                            )
-                        )
-                    ).all()
-                seen = {row[0]: int(row[1]) for row in rows}
+                    seen = await conversations.last_seqs(session, ids)
                 for conversation_id in ids:
                     tail = self.tails.get(conversation_id)
                     if tail is None:

@@ -5,6 +5,8 @@ import platform
 import time
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -14,6 +16,7 @@ from app.config import Settings
 from app.db.migrations import current_revision, describe_mismatch
 from app.db.session import DatabaseDep
 from app.errors import ServiceUnavailable, error_responses
+from app.metrics import REGISTRY
 from app.security import require_api_key
 
 router = APIRouter(tags=["system"])
@@ -84,3 +87,14 @@ async def server_info(request: Request) -> ServerInfo:
         usable_tools=tools,
         uptime=round(time.monotonic() - request.app.state.started_at, 3),
     )
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require_api_key)],
+    responses={**error_responses(401), 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def metrics() -> PlainTextResponse:
+    """This process's metrics in the Prometheus text format."""
+    return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

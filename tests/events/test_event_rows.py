@@ -98,7 +98,7 @@ async def test_every_read_path_returns_the_appended_event(
         assert read["one"] == truth[3], params
         assert read["batch"] == truth[::-1], params
     async with db.session(write=False) as session:
-        history = orjson.loads(JSONBytes(await service.history_after(session, cid, 1)).body)
+        history = orjson.loads(JSONBytes(await service.read_after(session, cid, 1)).body)
     assert history == expected[1:]
     action, update = read["ascending"][:2]  # as read back, with seq
     assert action["tool_call"]["arguments"] == _arguments(0)  # the same text, not re-encoded

@@ -33,13 +33,13 @@ async def test_starting_a_run_wakes_the_worker_on_the_loop(
 
     loop_thread = threading.get_ident()
     woken_on: list[int] = []
-    original_wake = Worker.wake
+    original_wake = Worker.claim_now
 
     def wake(self: Worker) -> None:
         woken_on.append(threading.get_ident())
         original_wake(self)
 
-    monkeypatch.setattr(Worker, "wake", wake)
+    monkeypatch.setattr(Worker, "claim_now", wake)
     async with run_app() as client:
         monkeypatch.setattr(anyio.to_thread, "run_sync", recording)
         created = await create_conversation(client, agent=agent_spec("AsyncTestAgent", steps=1))

@@ -131,15 +131,15 @@ async def test_a_message_frame_wakes_the_worker_on_the_event_loop(
 ) -> None:
     """The worker's asyncio events are set on the loop's thread, never another (asyncio
     events are not thread-safe). Checked against the earlier code, which woke it through
-    BackgroundTasks holding plain functions: wake() then ran on an AnyIO worker thread."""
+    BackgroundTasks holding plain functions: the wake-up then ran on an AnyIO worker thread."""
     threads: list[threading.Thread] = []
-    wake = Worker.wake
+    wake = Worker.claim_now
 
     def recording(self: Worker) -> None:
         threads.append(threading.current_thread())
         wake(self)
 
-    monkeypatch.setattr(Worker, "wake", recording)
+    monkeypatch.setattr(Worker, "claim_now", recording)
     async with live(run_worker_enabled=True) as base, httpx.AsyncClient(base_url=base) as client:
         cid = (await create_conversation(client))["id"]
         async with connect(_ws(base, f"/sockets/events/{cid}")) as ws:
