@@ -2,15 +2,20 @@
 OpenHands `Success` body."""
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
 from app.errors import BadRequest
 
 _ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+# Events leave out their seq (an OpenHands client refuses fields it does not know).
+WithSeq = Annotated[
+    bool, Query(description="Add each event's `seq` to it (not an OpenHands field)")
+]
 
 
 class Success(BaseModel):

@@ -5,10 +5,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query
 
-from app.conversations.messages import post_user_message
-from app.db.session import ReadSessionDep, WriteSessionDep
+from app.db.session import ReadSessionDep
 from app.errors import Unprocessable, error_responses
 from app.events import service
 from app.events.schemas import (
@@ -16,12 +15,9 @@ from app.events.schemas import (
     SEARCH_TEXT_CHARS,
     AnyEvent,
     EventPage,
-    MessageEvent,
     Source,
-    UserMessageCreate,
 )
-from app.http import JSONBytes
-from app.runs.wake import wake_worker
+from app.http import JSONBytes, WithSeq
 
 router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
 
@@ -82,36 +78,6 @@ async def event_filter(
 
 
 FilterDep = Annotated[service.EventFilter, Depends(event_filter)]
-# Events leave out their seq (an OpenHands client refuses fields it does not know).
-WithSeq = Annotated[
-    bool, Query(description="Add each event's `seq` to it (not an OpenHands field)")
-]
-
-
-@router.post(
-    "",
-    response_model=MessageEvent,
-    status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 404, 409, 422),
-)
-async def send_message(
-    conversation_id: uuid.UUID,
-    body: UserMessageCreate,
-    session: WriteSessionDep,
-    request: Request,
-    background: BackgroundTasks,
-    with_seq: WithSeq = False,
-) -> JSONBytes:
-    """Append a user message; its seq is in the X-Event-Seq header. With `run`, start a run
-    (an active run takes the message at its next step); the run's id is in X-Run-Id."""
-    stored, run = await post_user_message(session, conversation_id, body, run=body.run)
-    headers = {"X-Event-Seq": str(stored["seq"])}
-    if run is not None:
-        wake_worker(request, background, run.id)
-        headers["X-Run-Id"] = str(run.id)
-    return JSONBytes(
-        service.shown(stored, with_seq), status_code=status.HTTP_201_CREATED, headers=headers
-    )
 
 
 @router.get("/search", response_model=EventPage, responses=error_responses(400, 401, 404, 422))

@@ -1,4 +1,5 @@
-"""Run routes: start, pause, interrupt, list and get."""
+"""Run routes: start, pause, interrupt, list and get; and posting a user message, which may
+start a run."""
 
 import uuid
 from typing import Annotated, Any
@@ -7,9 +8,12 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import error_responses
-from app.http import Success
+from app.events import service as events_service
+from app.events.schemas import MessageEvent, UserMessageCreate
+from app.http import JSONBytes, Success, WithSeq
 from app.models import Run
 from app.runs import service
+from app.runs.messages import post_user_message
 from app.runs.schemas import ConfirmationAnswer, RunPage, RunRead
 from app.runs.wake import wake_worker
 
@@ -127,3 +131,30 @@ async def list_runs(
 async def get_run(run_id: uuid.UUID, session: ReadSessionDep) -> RunRead:
     """One run."""
     return RunRead.model_validate(await service.get(session, run_id))
+
+
+@router.post(
+    "/conversations/{conversation_id}/events",
+    tags=["events"],
+    response_model=MessageEvent,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 404, 409, 422),
+)
+async def send_message(
+    conversation_id: uuid.UUID,
+    body: UserMessageCreate,
+    session: WriteSessionDep,
+    request: Request,
+    background: BackgroundTasks,
+    with_seq: WithSeq = False,
+) -> JSONBytes:
+    """Append a user message; its seq is in the X-Event-Seq header. With `run`, start a run
+    (an active run takes the message at its next step); the run's id is in X-Run-Id."""
+    stored, run = await post_user_message(session, conversation_id, body, run=body.run)
+    headers = {"X-Event-Seq": str(stored["seq"])}
+    if run is not None:
+        wake_worker(request, background, run.id)
+        headers["X-Run-Id"] = str(run.id)
+    return JSONBytes(
+        events_service.shown(stored, with_seq), status_code=status.HTTP_201_CREATED, headers=headers
+    )

@@ -1,8 +1,8 @@
 """Posting a user message: the use case behind both POST .../events and the WebSocket.
 
-It sits above events and runs: it appends the message and, when asked, starts a run (or
-leaves the active one, which takes the message at its next step), in the caller's
-transaction. Waking this process's worker after the commit is the caller's part.
+It sits with runs, above events and conversations: it appends the message and, when asked,
+starts a run (or leaves the active one, which takes the message at its next step), in the
+caller's transaction. Waking this process's worker after the commit is the caller's part.
 """
 
 import uuid
