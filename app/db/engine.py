@@ -47,7 +47,9 @@ def create_engine(
     }
     if is_sqlite_url(url):
         kwargs["connect_args"] = {"timeout": sqlite_busy_timeout_ms / 1000}
-        kwargs["module"] = sqlite_driver.dbapi()  # one thread hop per statement
+        # One thread hop per statement; raises UnsupportedDriverVersion on an untested
+        # aiosqlite or SQLAlchemy, so the server stops at start rather than misbehave later.
+        kwargs["module"] = sqlite_driver.dbapi()
         engine = create_async_engine(url, **kwargs)
         _setup_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
@@ -72,10 +74,9 @@ def _setup_postgres(engine: AsyncEngine) -> None:
     asyncpg has already seen its socket close. Checkout asks asyncpg (`is_closed()`, the check
     asyncpg's own pool makes); a closed one is discarded and the pool hands out another or
     connects anew. This replaces `pool_pre_ping`, which costs three round trips (BEGIN, `;`,
-    ROLLBACK) on every checkout: on a busy event loop each trip is another wait in the queue
-    (search p99 in scripts/bench_runs.py fell by about a third without them). A connection that
-    dies between this check and its first statement still fails that one request, and
-    SQLAlchemy then invalidates the rest of the pool.
+    ROLLBACK) on every checkout: on a busy event loop each trip is another wait in the queue.
+    A connection that dies between this check and its first statement still fails that one
+    request, and SQLAlchemy then invalidates the rest of the pool.
     """
 
     @event.listens_for(engine.sync_engine, "checkout")

@@ -1,19 +1,26 @@
 """SQLite through aiosqlite: one trip to the connection's thread per statement, no COMMIT or
 ROLLBACK where no transaction was begun, and the driver's results unchanged
-(app/db/sqlite_driver.py, app/db/engine.py). Postgres has neither the thread nor the hops."""
+(app/db/sqlite_driver.py, app/db/engine.py). Postgres has neither the thread nor the hops.
+The adapter leans on private parts of aiosqlite and SQLAlchemy: an engine refuses to start on
+versions it was not tested with, and these tests are what to run before widening the range."""
 
 import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import httpx
 import pytest
+import sqlalchemy
 from sqlalchemy import insert, select, update
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection, AsyncAdapt_dbapi_cursor
 from sqlalchemy.exc import IntegrityError
 
+from app.db import sqlite_driver
+from app.db.engine import create_engine
 from app.db.session import Database
 from app.models import Conversation
 from tests.conftest import create_conversation, send_message
@@ -124,3 +131,56 @@ async def test_rowcount_and_returning_come_back_with_the_rows(
             .values(title="y", version=2)
         )
         assert (stale.rowcount, fresh.rowcount) == (0, 1)  # type: ignore[attr-defined]
+
+
+def test_the_installed_versions_are_supported(tmp_path: Path) -> None:
+    """The versions this suite runs on are inside the tested ranges (else widen them, after
+    this file passes), and a SQLite engine gets the one-trip adapter."""
+    sqlite_driver.check_supported()
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}")
+    assert isinstance(engine.dialect.loaded_dbapi, sqlite_driver.OneHopDBAPI)
+
+
+@pytest.mark.parametrize(
+    ("module", "version"),
+    [(aiosqlite, "0.19.0"), (aiosqlite, "0.23.0"), (aiosqlite, "1.0"),
+     (sqlalchemy, "2.0.44"), (sqlalchemy, "2.2.0b1"), (sqlalchemy, "unknown")],
+)  # fmt: skip
+def test_an_untested_version_stops_the_engine_at_creation(
+    module: Any, version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of range on either side, either library: creating a SQLite engine fails with an
+    error that names both installed versions, the tested ranges and what to do."""
+    monkeypatch.setattr(module, "__version__", version)
+    with pytest.raises(sqlite_driver.UnsupportedDriverVersion) as raised:
+        create_engine(f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}")
+    message = str(raised.value)
+    assert f"aiosqlite {aiosqlite.__version__}" in message
+    assert f"SQLAlchemy {sqlalchemy.__version__}" in message
+    assert f"{version} is outside" in message
+    assert ">=0.20,<0.23" in message and ">=2.1,<2.2" in message
+    assert "tests/db/test_sqlite_driver.py" in message
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [(aiosqlite.Connection, "_execute"), (aiosqlite.Connection, "_conn"),
+     (AsyncAdapt_dbapi_cursor, "_execute_async"), (AsyncAdapt_dbapi_cursor, "_cursor"),
+     (AsyncAdapt_dbapi_cursor, "_soft_closed_memoized"),
+     (AsyncAdapt_dbapi_connection, "_execute_mutex")],
+)  # fmt: skip
+def test_a_missing_private_attribute_stops_the_engine_at_creation(
+    owner: type, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release inside the range that moved what the adapter relies on fails as loudly, and
+    names the attribute."""
+    monkeypatch.delattr(owner, name)
+    with pytest.raises(sqlite_driver.UnsupportedDriverVersion, match=rf"\.{name} is missing"):
+        create_engine(f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}")
+
+
+def test_a_postgres_engine_does_not_check_aiosqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is SQLite's: a Postgres deployment starts whatever aiosqlite is installed."""
+    monkeypatch.setattr(aiosqlite, "__version__", "9.9")
+    engine = create_engine("postgresql+asyncpg://user@127.0.0.1:1/none")
+    assert engine.dialect.name == "postgresql"
