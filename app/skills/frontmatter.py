@@ -1,4 +1,4 @@
-"""SKILL.md front matter, read without a YAML library.
+"""SKILL.md front matter: a YAML mapping between two `---` lines, then the markdown body.
 
     ---
     name: pdf-forms
@@ -6,18 +6,34 @@
     ---
     # The instructions, in markdown
 
-The subset read: `key: value` lines whose value is plain, 'single-' or "double-quoted"; a
-plain value continued on indented lines (folded with spaces); `key: |` and `key: >` block
-scalars; `# comments` and blank lines. Keys other than `name` and `description` (`license`,
-an `allowed-tools` list, ...) are kept as raw text and not interpreted.
+The YAML is read by PyYAML's safe loader (libyaml when present). The content comes from
+clients, so a first pass over the parser's events refuses what a skill never needs and a
+hostile document could use before anything is built: aliases (a "billion laughs" document
+grows exponentially when expanded), nesting deeper than MAX_DEPTH (the composer recurses) and
+tags other than the JSON types'. The front matter is at most MAX_BYTES, so reading it takes
+milliseconds. Keys are strings and appear once; dates stay text. `name` and `description`
+are text (a plain `off` or `1.0` there is read as written, not as a boolean or a number) or
+absent (empty, `null`); other keys (`license`, an `allowed-tools` list, `metadata`, ...) may
+hold any of those values and are kept only in the content.
 """
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
-_KEY_LINE = re.compile(r"([A-Za-z0-9_.-]+)[ \t]*:(?:[ \t]+(.*))?")
-_BLOCK = frozenset({"|", ">", "|-", ">-", "|+", ">+"})
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "/": "/", "r": "\r"}
+import yaml  # type: ignore[import-untyped]
+
+MAX_BYTES = 16 * 1024
+MAX_DEPTH = 16
+_YAML = "tag:yaml.org,2002:"
+_TAGS = frozenset(
+    {"!", *(_YAML + t for t in ("str", "int", "float", "bool", "null", "seq", "map"))}
+)
+_KINDS = {"bool": "a boolean", "int": "a number", "float": "a number", "null": "null"}
+_KINDS |= {"merge": "a merge key `<<`", "seq": "a list", "map": "a mapping"}
+_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
+_TEXT_KEYS = ("name", "description")
+_AS_TEXT = frozenset(_YAML + t for t in ("bool", "int", "float"))
+_FIRST_LINE = 2  # the front matter's first line is the content's second
 
 
 class FrontMatterError(ValueError):
@@ -26,7 +42,7 @@ class FrontMatterError(ValueError):
 
 @dataclass(frozen=True)
 class FrontMatter:
-    fields: dict[str, str]
+    fields: dict[str, Any]
     body: str
 
     @property
@@ -48,68 +64,88 @@ def parse(content: str) -> FrontMatter:
             break
     else:
         raise FrontMatterError("front matter is not closed: no second `---` line")
-    header = [line.rstrip("\r\n") for line in lines[1:end]]
-    return FrontMatter(fields=_fields(header), body="".join(lines[end + 1 :]))
+    header = "\n".join(line.rstrip("\r\n") for line in lines[1:end])
+    size = len(header.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_BYTES:
+        raise FrontMatterError(f"the front matter is {size} bytes; the limit is {MAX_BYTES}")
+    fields = _load(header)
+    for key in _TEXT_KEYS:
+        value = fields.get(key)
+        if value is not None and not isinstance(value, str):
+            kind = _TYPES.get(type(value), type(value).__name__)
+            raise FrontMatterError(f"front matter `{key}` must be a string, not {kind}")
+    return FrontMatter(fields=fields, body="".join(lines[end + 1 :]))
 
 
-def _fields(header: list[str]) -> dict[str, str]:
-    raw: dict[str, tuple[str, list[str]]] = {}  # key -> (inline value, continuation lines)
-    key: str | None = None
-    for number, line in enumerate(header, start=2):
-        stripped = line.strip()
-        continues = key is not None and (line[:1] in (" ", "\t") or line.startswith("- "))
-        if continues and key is not None:
-            raw[key][1].append(line)
-            continue
-        if not stripped or stripped.startswith("#"):
-            if key is not None:
-                raw[key][1].append("")  # a blank line inside a block scalar is kept
-            continue
-        match = _KEY_LINE.fullmatch(line)
-        if match is None:
-            raise FrontMatterError(f"front matter line {number}: expected `key: value`")
-        key = match.group(1)
-        if key in raw:
-            raise FrontMatterError(f"front matter line {number}: `{key}` appears twice")
-        raw[key] = ((match.group(2) or "").strip(), [])
-    return {k: _value(k, inline, more) for k, (inline, more) in raw.items()}
+def _where(mark: Any) -> str:
+    return "front matter" if mark is None else f"front matter line {mark.line + _FIRST_LINE}"
 
 
-def _value(key: str, inline: str, more: list[str]) -> str:
-    if inline in _BLOCK:
-        return _block(inline, more)
-    rest = [line.strip() for line in more if line.strip()]
-    if inline[:1] in ('"', "'"):
-        return _quoted(key, " ".join([inline, *rest]))
-    text = " ".join([inline, *rest]) if inline else " ".join(rest)
-    comment = text.find(" #")
-    return (text[:comment] if comment >= 0 else text).strip()
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, with each mapping's keys checked and timestamps kept as text."""
+
+    def construct_document(self, node: Any) -> Any:
+        # `name` and `description` are text: `name: off` is the skill "off", not false.
+        for key, value in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key.value in _TEXT_KEYS and value.tag in _AS_TEXT:
+                value.tag = _YAML + "str"
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if key.tag != _YAML + "str" or not isinstance(key, yaml.ScalarNode):
+                kind = _KINDS.get(key.tag.removeprefix(_YAML), "a tagged value")
+                raise FrontMatterError(
+                    f"{_where(key.start_mark)}: a key must be a string, not {kind} (quote it)"
+                )
+            if key.value in seen:
+                raise FrontMatterError(f"{_where(key.start_mark)}: `{key.value}` appears twice")
+            seen.add(key.value)
+        return super().construct_mapping(node, deep)
 
 
-def _block(indicator: str, lines: list[str]) -> str:
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
-    cut = min(indents, default=0)
-    texts = [line[cut:] for line in lines]
-    if indicator.startswith("|"):
-        return "\n".join(texts).strip()
-    return " ".join(t.strip() for t in texts if t.strip())
+_Loader.add_constructor(_YAML + "timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
-def _quoted(key: str, text: str) -> str:
-    quote = text[0]
-    if len(text) < 2 or text[-1] != quote:
-        raise FrontMatterError(f"front matter `{key}`: unterminated {quote}quoted{quote} value")
-    inner = text[1:-1]
-    if quote == "'":
-        return inner.replace("''", "'")
-    out: list[str] = []
-    chars = iter(inner)
-    for char in chars:
-        if char != "\\":
-            out.append(char)
-            continue
-        escaped = next(chars, "")
-        out.append(_ESCAPES.get(escaped, "\\" + escaped))
-    return "".join(out)
+def _load(header: str) -> dict[str, Any]:
+    try:
+        _check_events(header)
+        data = yaml.load(header, Loader=_Loader)  # a safe loader
+    except FrontMatterError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        problem = ": ".join(p for p in (exc.context, exc.problem) if p) or "malformed"
+        where = _where(exc.problem_mark or exc.context_mark)
+        if exc.context == "while scanning a quoted scalar" and "unexpected" in problem:
+            problem, where = "an unterminated quoted value", _where(exc.context_mark)
+        hint = " (quote a value that holds `: `)" if "mapping values" in problem else ""
+        raise FrontMatterError(f"{where}: not valid YAML: {problem}{hint}") from exc
+    except yaml.reader.ReaderError as exc:
+        raise FrontMatterError(f"front matter: not valid YAML: {exc.reason}") from exc
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an int of over 4300 digits
+        problem = str(exc).split(":", 1)[0]
+        raise FrontMatterError(f"front matter: not valid YAML: {problem}") from exc
+    return {} if data is None else dict(data)
+
+
+def _check_events(header: str) -> None:
+    """Refuse aliases, deep nesting, other tags and a document that is not a mapping."""
+    depth = 0
+    for event in yaml.parse(header, Loader=_Loader):
+        where = _where(event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            raise FrontMatterError(f"{where}: aliases (`*{event.anchor}`) are not accepted")
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _TAGS:
+            shown = tag.replace(_YAML, "!!", 1)
+            raise FrontMatterError(f"{where}: the tag `{shown}` is not accepted")
+        if depth == 0 and isinstance(event, yaml.ScalarEvent | yaml.SequenceStartEvent):
+            found = "a plain value" if isinstance(event, yaml.ScalarEvent) else "a list"
+            raise FrontMatterError(f"{where}: expected `key: value` lines, found {found}")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FrontMatterError(f"{where}: nested more than {MAX_DEPTH} deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
