@@ -107,25 +107,26 @@ def message(text: str) -> dict[str, Any]:
 async def subscribe(client: httpx.AsyncClient, sub: Sub, changed: asyncio.Event) -> None:
     """Read the stream until seq `sub.last`. `changed` is set on the steps all_reach waits
     for (connected, the warm-up event, the end), not on every event."""
-    seq = 0
+    seq, data = 0, None  # this event's id and (arrival time, its timestamp), in any order
     try:
         async with client.stream("GET", sub.url, params={"after_seq": 0}) as response:
             response.raise_for_status()
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
-                    now = time.time()
                     start = line.find(TIMESTAMP_KEY) + len(TIMESTAMP_KEY)
-                    sub.got.append((seq, now, line[start : line.find('"', start)]))
-                    sub.seen = seq
-                    if seq >= sub.last:
-                        return
-                    if seq == 1:
-                        changed.set()
+                    data = (time.time(), line[start : line.find('"', start)])
                 elif line.startswith("id:"):
                     seq = int(line[3:])
                 elif line.startswith("retry:"):
                     sub.seen = 0
                     changed.set()
+                elif not line and data is not None:  # the blank line ends an event
+                    sub.got.append((seq, *data))
+                    sub.seen, data = seq, None
+                    if seq >= sub.last:
+                        return
+                    if seq == 1:
+                        changed.set()
             sub.error = f"the stream ended after seq {sub.seen}"
     except httpx.HTTPError as exc:
         sub.error = f"stream: {exc!r}"

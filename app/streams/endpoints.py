@@ -10,28 +10,28 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, WebSocket
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from app.clock import utcnow
 from app.config import Settings
+from app.conversations import repository as conversations
 from app.conversations.state import full_state
 from app.db.session import Database
-from app.errors import AppError, BadRequest, NotFound, error_responses
+from app.errors import AppError, BadRequest, ErrorResponse, NotFound
 from app.events import service as events_service
 from app.events.schemas import (
-    Message,
-    MessageEvent,
     UserMessageCreate,
 )
 from app.events.service import MAX_SEQ
 from app.models import Conversation
-from app.runs import service as runs_service
+from app.runs.messages import post_user_message
 from app.security import key_accepted
 from app.streams.hub import READ_LIMIT, EventHub, Subscription
 
@@ -43,14 +43,17 @@ _JSON = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 WS_POLICY_VIOLATION = 4001  # authentication failed
 WS_NOT_FOUND = 4004  # unknown conversation
 WS_TRY_AGAIN = 1013  # the client fell too far behind: reconnect with after_seq
+SSE_RETRY_MS = 1000  # the reconnection delay an EventSource client is told
+_ERROR_SCHEMA = f"#/components/schemas/{ErrorResponse.__name__}"
 
 
 async def _conversation(db: Database, conversation_id: uuid.UUID) -> Conversation | None:
     async with db.session(write=False) as session:
-        return await session.get(Conversation, conversation_id)
+        return await conversations.get(session, conversation_id)
 
 
-async def _read_after(db: Database, conversation_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+async def _page_after(db: Database, conversation_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+    """Up to READ_LIMIT events after `seq`, in a read transaction of their own."""
     async with db.session(write=False) as session:
         return await events_service.read_after(session, conversation_id, seq, limit=READ_LIMIT)
 
@@ -66,7 +69,7 @@ async def follow(
     async def catch_up() -> AsyncIterator[dict[str, Any]]:
         nonlocal sent
         while True:
-            rows = await _read_after(db, conversation_id, sent)
+            rows = await _page_after(db, conversation_id, sent)
             for row in rows:
                 sent = int(row["seq"])
                 yield row
@@ -107,54 +110,76 @@ def _last_event_id(value: str | None) -> int | None:
     return int(text)
 
 
-@router.get(
-    "/conversations/{conversation_id}/events/stream",
-    response_class=StreamingResponse,
-    responses={
-        **error_responses(400, 401, 404, 422),
-        200: {"content": {"text/event-stream": {}}, "description": "SSE; each id is a seq"},
-    },
-)
-async def stream_events(
+# FastAPI documents a response `model` in the route's media type, text/event-stream here;
+# errors are answered before the stream starts, as JSON.
+_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"content": {"application/json": {"schema": {"$ref": _ERROR_SCHEMA}}}}
+    for status in (400, 401, 404, 422)
+}
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    conversation_id: uuid.UUID
+    last_seq: int  # the conversation's, as just read
+    after_seq: int  # the stream sends the events after this one
+
+
+async def stream_start(
     conversation_id: uuid.UUID,
     request: Request,
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     replay: Annotated[Literal["all"] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-    with_seq: Annotated[bool, Query(description="Add `seq` to each event's data")] = False,
-) -> StreamingResponse:
-    """Server-Sent Events: each event's `id:` is its seq. `Last-Event-ID` (or `after_seq`)
-    resumes right after that seq; `replay=all` starts from the first event; otherwise only
-    new events come. A comment line every 15 s keeps the connection open. A client that
-    falls more than the buffer behind is disconnected: reconnect with Last-Event-ID."""
-    db: Database = request.app.state.db
-    hub: EventHub = request.app.state.hub
-    settings: Settings = request.app.state.settings
+) -> StreamStart:
+    """Where a stream starts. A dependency, so that its 400 and 404 are JSON answers: the
+    route's generator runs as the body of a 200 that has already begun."""
     resume = _last_event_id(last_event_id)
-    conversation = await _conversation(db, conversation_id)
+    conversation = await _conversation(request.app.state.db, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found")
-    subscription = await hub.subscribe(conversation_id, conversation.last_seq)
     if resume is not None:
         start = resume
     elif after_seq is not None:
         start = after_seq
     else:
         start = 0 if replay == "all" else conversation.last_seq
+    return StreamStart(conversation_id, conversation.last_seq, start)
 
-    async def frames() -> AsyncIterator[bytes]:
-        yield b"retry: 1000\n\n"
-        async for row in follow(db, hub, subscription, start, settings.stream_keepalive_seconds):
-            if row is None:
-                yield b": keepalive\n\n"
-            else:
-                data = orjson.dumps(events_service.shown(row, with_seq), option=_JSON)
-                yield b"id: %d\ndata: %s\n\n" % (row["seq"], data)
-        if subscription.overflowed:
-            yield b": too far behind; reconnect with Last-Event-ID\n\n"
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+@router.get(
+    "/conversations/{conversation_id}/events/stream",
+    response_class=EventSourceResponse,
+    responses={
+        **_JSON_ERRORS,
+        200: {"description": "SSE; each `id` is the event's seq, `data` the event as JSON"},
+    },
+)
+async def stream_events(
+    start: Annotated[StreamStart, Depends(stream_start)],
+    request: Request,
+    with_seq: Annotated[bool, Query(description="Add `seq` to each event's data")] = False,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: each event's `id:` is its seq. `Last-Event-ID` (or `after_seq`)
+    resumes right after that seq; `replay=all` starts from the first event; otherwise only
+    new events come. A `: keepalive` comment every 15 s (STREAM_KEEPALIVE_SECONDS) keeps the
+    connection open. A client that falls more than the buffer behind gets a last comment and
+    is disconnected: reconnect with Last-Event-ID."""
+    db: Database = request.app.state.db
+    hub: EventHub = request.app.state.hub
+    settings: Settings = request.app.state.settings
+    yield ServerSentEvent(retry=SSE_RETRY_MS)
+    # Subscribed before follow() reads the database: nothing committed in between is missed.
+    subscription = await hub.subscribe(start.conversation_id, start.last_seq)
+    keepalive = settings.stream_keepalive_seconds
+    async for row in follow(db, hub, subscription, start.after_seq, keepalive):
+        if row is None:  # FastAPI sends its own `: ping` only after 15 s with nothing from here
+            yield ServerSentEvent(comment="keepalive")
+        else:
+            data = orjson.dumps(events_service.shown(row, with_seq), option=_JSON).decode()
+            yield ServerSentEvent(raw_data=data, id=str(row["seq"]))
+    if subscription.overflowed:
+        yield ServerSentEvent(comment="too far behind; reconnect with Last-Event-ID")
 
 
 # ---- WebSocket ----------------------------------------------------------------------------
@@ -204,17 +229,14 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             error = {"type": "error", "message": "not a user message", "details": errors}
             await websocket.send_text(orjson.dumps(error).decode())
             continue
-        message = Message(role="user", content=body.content)
-        event = MessageEvent(source="user", llm_message=message, sender=body.sender)
         try:
             async with db.session(write=True) as session:
-                await events_service.append(session, conversation_id, [event])
-                run = await runs_service.start_unless_active(session, conversation_id)
+                _, run = await post_user_message(session, conversation_id, body, run=True)
         except AppError as exc:
             error = {"type": "error", "message": exc.message}
             await websocket.send_text(orjson.dumps(error).decode())
             continue
-        if worker is not None:
+        if worker is not None and run is not None:
             worker.run_changed(run.id)  # committed: this process's worker looks now, on the loop
 
 

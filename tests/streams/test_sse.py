@@ -1,7 +1,10 @@
 """Server-Sent Events: replay, resume, live, keepalive, errors, and the replay/live seam."""
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -9,8 +12,10 @@ import pytest
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import Message, MessageEvent, TextContent
-from tests.conftest import create_conversation, send_message
+from tests.conftest import WITH_SEQ, create_conversation, make_app, send_message
 from tests.streams.conftest import LiveServer, sse
+
+STREAM_PATH = "/api/conversations/{conversation_id}/events/stream"
 
 
 def _texts(events: list[dict[str, object]]) -> list[str]:
@@ -127,3 +132,109 @@ async def test_rolled_back_appends_are_never_streamed(live: LiveServer, db: Data
             await send_message(client, cid, "kept")
             (event,) = await stream.events(1)
     assert (stream.seqs, _texts([event])) == ([1], ["kept"])
+
+
+class RawStream:
+    """An SSE response read as it is framed on the wire: blocks (the text between blank lines)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.chunks = response.aiter_raw()
+        self.pending = b""
+
+    async def blocks(self, n: int, wait: float = 10) -> list[str]:
+        found: list[str] = []
+        async with asyncio.timeout(wait):
+            while len(found) < n:
+                block, blank, rest = self.pending.partition(b"\n\n")
+                if blank:
+                    found.append(block.decode())
+                    self.pending = rest
+                    continue
+                chunk = await anext(self.chunks, None)
+                if chunk is None:
+                    return found  # the stream ended
+                self.pending += chunk
+        return found
+
+
+@contextlib.asynccontextmanager
+async def raw_stream(base: str, cid: object, **kwargs: Any) -> AsyncIterator[RawStream]:
+    url = f"/api/conversations/{cid}/events/stream"
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+        client.stream("GET", url, **kwargs) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        yield RawStream(response)
+
+
+async def test_wire_format(live: LiveServer) -> None:
+    """The bytes as sent: `retry: 1000` first; per event one block, its `data:` the event
+    exactly as GET .../events/{id} answers it and its `id:` the seq; `: keepalive` comments at
+    the configured interval (and no other comment while idle); Last-Event-ID resumes after
+    that seq. Checked once against a broken variant (the keep-alive left to FastAPI's own
+    15 s ping): this test failed."""
+    async with live(stream_keepalive_seconds=0.2) as base, httpx.AsyncClient(base_url=base) as c:
+        cid = (await create_conversation(c))["id"]
+        sent = [await send_message(c, cid, text) for text in ("a", "b", "c")]
+        shown = [(await c.get(f"/api/conversations/{cid}/events/{e['id']}")).text for e in sent]
+        with_seq = await c.get(f"/api/conversations/{cid}/events/{sent[1]['id']}", params=WITH_SEQ)
+        async with raw_stream(base, cid, params={"replay": "all"}) as stream:
+            assert await stream.blocks(3) == [
+                "retry: 1000",
+                f"data: {shown[0]}\nid: 1",
+                f"data: {shown[1]}\nid: 2",
+            ]
+            started = asyncio.get_running_loop().time()
+            blocks = await stream.blocks(4)
+            idle = asyncio.get_running_loop().time() - started
+        async with raw_stream(base, cid, headers={"Last-Event-ID": "1"}, params=WITH_SEQ) as again:
+            resumed = await again.blocks(3)
+    assert blocks[0] == f"data: {shown[2]}\nid: 3"
+    assert blocks[1:] == [": keepalive"] * 3 and idle < 10, (blocks, idle)
+    assert resumed[0] == "retry: 1000"
+    assert resumed[1] == f"data: {with_seq.text}\nid: 2" and '"seq":2' in with_seq.text
+    assert resumed[2].endswith("\nid: 3") and '"seq":3' in resumed[2]
+
+
+async def test_a_client_too_far_behind_is_told_and_the_stream_ends(
+    live: LiveServer, db: Database
+) -> None:
+    """More events at once than the client buffer holds: a last comment, then the end; the
+    client resumes by seq. Checked once against a broken variant (no last comment): this test
+    failed."""
+    async with live(stream_client_buffer=2) as base, httpx.AsyncClient(base_url=base) as c:
+        cid = (await create_conversation(c))["id"]
+        async with raw_stream(base, cid) as stream:
+            assert await stream.blocks(1) == ["retry: 1000"]
+            await asyncio.sleep(0.3)  # the stream subscribes right after its first block
+            async with db.session(write=True) as session:
+                events = [
+                    MessageEvent(
+                        source="user",
+                        llm_message=Message(role="user", content=[TextContent(text=t)]),
+                    )
+                    for t in "xyz"
+                ]
+                await events_service.append(session, uuid.UUID(str(cid)), events)
+            rest = await stream.blocks(10)
+        async with sse(base, cid, headers={"Last-Event-ID": "0"}) as resumed:
+            await resumed.events(3)
+    assert rest == [": too far behind; reconnect with Last-Event-ID"]
+    assert resumed.seqs == [1, 2, 3]
+
+
+async def test_openapi_documents_a_stream_and_json_errors(db: Database) -> None:
+    operation = make_app(db).openapi()["paths"][STREAM_PATH]["get"]
+    responses = operation["responses"]
+    stream = responses["200"]["content"]
+    assert list(stream) == ["text/event-stream"]
+    assert set(stream["text/event-stream"]["itemSchema"]["properties"]) >= {"data", "id", "retry"}
+    for status in ("400", "401", "404", "422"):
+        assert responses[status]["content"] == {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+        }, status
+    names = {p["name"] for p in operation["parameters"]}
+    assert names >= {"conversation_id", "after_seq", "replay", "with_seq", "last-event-id"}
