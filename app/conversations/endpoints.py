@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response, status
 
-from app.conversations import service
+from app.conversations import repository, service
 from app.conversations.schemas import (
     ConversationCreate,
     ConversationPage,
@@ -49,7 +49,7 @@ async def create_conversation(
         run = await runs_service.start(session, conversation.id)
         wake_worker(request, background, run.id)
         response.headers["X-Run-Id"] = str(run.id)
-        await session.refresh(conversation)
+        await repository.reread(session, conversation)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["ETag"] = service.etag(conversation.version)
     return ConversationRead.model_validate(conversation)

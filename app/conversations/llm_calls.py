@@ -8,12 +8,12 @@ import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import undefer
 
 from app.agent.base import AgentBase, agent_class
 from app.agent.context import render, to_forget
 from app.agent.loader import load_agents
 from app.config import Settings
+from app.conversations import repository
 from app.conversations.repository import lock_conversation
 from app.db.session import Database
 from app.errors import AppError, Conflict, NotFound, Unprocessable
@@ -37,9 +37,7 @@ class LLMFailed(AppError):
 
 
 async def _conversation(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
-    conversation = await session.get(
-        Conversation, conversation_id, options=[undefer(Conversation.secrets)]
-    )
+    conversation = await repository.get(session, conversation_id, with_secrets=True)
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found")
     return conversation
@@ -121,7 +119,7 @@ async def condense(
     )
     async with db.session(write=True) as session:
         await lock_conversation(session, conversation_id)
-        current = await session.get(Conversation, conversation_id, populate_existing=True)
+        current = await repository.get(session, conversation_id, fresh=True)
         if current is None:
             raise NotFound(f"conversation {conversation_id} not found")
         if current.execution_status in BUSY:

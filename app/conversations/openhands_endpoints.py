@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
-from app.conversations import llm_calls
+from app.conversations import llm_calls, repository
 from app.conversations import settings as settings_service
 from app.conversations.sdk_schemas import ConfirmationPolicy, SecurityAnalyzer
 from app.db.session import DatabaseDep, ReadSessionDep, WriteSessionDep
 from app.errors import AppError, NotFound, error_responses
 from app.http import Success
-from app.models import Conversation
 from app.validators import reject_unstorable
 from app.vault.endpoints import VaultDep
 
@@ -123,7 +122,7 @@ _NOT_HERE: dict[str, str] = {
 
 def _not_implemented(route: str) -> Any:
     async def endpoint(conversation_id: uuid.UUID, session: ReadSessionDep) -> dict[str, Any]:
-        if await session.get(Conversation, conversation_id) is None:
+        if await repository.get(session, conversation_id) is None:
             raise NotFound(f"conversation {conversation_id} not found")
         raise NotImplementedHere(f"{route}: {_NOT_HERE[route]}")
 

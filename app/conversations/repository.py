@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from app.db.dialect import insert_ignore_conflict
 from app.db.types import UTCDateTime
@@ -20,10 +21,23 @@ async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> boo
 
 
 async def get(
-    session: AsyncSession, conversation_id: uuid.UUID, *, fresh: bool = False
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    *,
+    fresh: bool = False,
+    with_secrets: bool = False,
 ) -> Conversation | None:
-    """`fresh`: read the row again even if the session holds it (after a Core UPDATE)."""
-    return await session.get(Conversation, conversation_id, populate_existing=fresh)
+    """`fresh`: read the row again even if the session holds it (after a Core UPDATE);
+    `with_secrets`: load the sealed secrets too (deferred otherwise)."""
+    options = [undefer(Conversation.secrets)] if with_secrets else []
+    return await session.get(
+        Conversation, conversation_id, populate_existing=fresh, options=options
+    )
+
+
+async def reread(session: AsyncSession, conversation: Conversation) -> None:
+    """Read the conversation's row again (after a Core UPDATE in this transaction)."""
+    await session.refresh(conversation)
 
 
 async def set_status(
