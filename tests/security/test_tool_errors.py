@@ -34,7 +34,7 @@ from app.events.schemas import (
     ToolCall,
 )
 from app.http import JSONBytes
-from app.runs.runner import Runner
+from app.runs.journal import Journal
 from tests.conftest import create_conversation, send_message
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
 
@@ -46,16 +46,16 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 @pytest.fixture
 def stored(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every event as the runner stored it: what Runner._append returned."""
+    """Every event as the runner stored it: what its journal's _append returned."""
     seen: list[dict[str, Any]] = []
-    append = Runner._append
+    append = Journal._append
 
-    async def spy(self: Runner, events: Any) -> list[dict[str, Any]]:
+    async def spy(self: Journal, events: Any) -> list[dict[str, Any]]:
         result = await append(self, events)
         seen.extend(result)
         return result
 
-    monkeypatch.setattr(Runner, "_append", spy)
+    monkeypatch.setattr(Journal, "_append", spy)
     return seen
 
 
