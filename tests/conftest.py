@@ -20,10 +20,11 @@ import httpx
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from app import models  # noqa: F401  (registers every table in Base.metadata)
 from app.config import Settings
 from app.db import migrations
+from app.db.base import Base
 from app.db.session import Database
 from app.main import create_app
 from tests.dbutil import create_database, drop_database, run_in_thread
@@ -114,11 +115,9 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     database: Database = request.getfixturevalue("db")
     async with database.session(write=True) as session:
-        await session.execute(text("DELETE FROM event_counts"))
-        await session.execute(text("DELETE FROM events"))
-        await session.execute(text("DELETE FROM conversations"))
-        await session.execute(text("DELETE FROM skill_revisions"))
-        await session.execute(text("DELETE FROM skills"))
+        # Every table of the models, children before their parents (the foreign keys).
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,8 @@ stopped by its own PID (Popen.terminate, then Popen.kill): never by name.
 - free_port(): a free TCP port of 127.0.0.1;
 - start_server(): the real server, `python -m app.cli serve --host 127.0.0.1 --port N`;
 - start_fake_llm(): the fake LLM of the tests, `python -m tests.fakellm --port 0`;
-- wait_ready(): poll a path of a started process until it answers 200;
+- wait_ready(): poll a path of a started process until it answers 200, or fail with its output;
+- port_taken(): whether a server's output says its port was taken before it could bind it;
 - stop(): terminate a started process, kill it after a timeout;
 - percentile() and print_table(): for the benchmarks' reports.
 """
@@ -69,31 +70,64 @@ def start_server(
     )
 
 
+# A server's start imports the whole app (litellm alone takes seconds of CPU), and a cold start
+# on a busy machine takes many times longer: the deadline only bounds a hang. A process that
+# exits is reported at once.
+READY_TIMEOUT = 150.0
+
+
 def wait_ready(
     base_url: str,
     proc: subprocess.Popen[Any],
-    timeout: float,
+    timeout: float = READY_TIMEOUT,
     path: str = "/ready",
     what: str = "server",
+    log: Path | None = None,
 ) -> None:
-    """Poll GET base_url + path until it answers 200.
+    """Poll GET base_url + path (every 0.05 s) until it answers 200.
 
-    Raises RuntimeError if `proc` exits first or no 200 comes within `timeout` seconds.
+    Raises RuntimeError if `proc` exits first (at once) or no 200 comes within `timeout`
+    seconds; the message ends with the end of the process's output: `log` (where its output
+    goes), else its stderr if that is a pipe and the process has exited.
     """
     deadline = time.monotonic() + timeout
     last = "no answer"
-    while time.monotonic() < deadline:
+    while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before ready")
+            raise RuntimeError(
+                f"{what} exited with code {proc.returncode} before ready" + _output_tail(proc, log)
+            )
         try:
-            response = httpx.get(f"{base_url}{path}", timeout=2)
+            response = httpx.get(f"{base_url}{path}", timeout=5)
             if response.status_code == 200:
                 return
             last = f"{response.status_code} {response.text[:200]}"
         except httpx.TransportError as exc:
             last = repr(exc)
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {timeout:.0f} s (last: {last})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what} not ready after {timeout:.0f} s (last: {last})" + _output_tail(proc, log)
+            )
+        time.sleep(0.05)
+
+
+def _output_tail(proc: subprocess.Popen[Any], log: Path | None, limit: int = 4000) -> str:
+    """The end of a process's output for an error message ("" if there is none to read)."""
+    text = ""
+    if log is not None:
+        with contextlib.suppress(OSError):
+            text = log.read_bytes()[-limit:].decode(errors="replace")
+    elif proc.returncode is not None and proc.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            data = proc.stderr.read()
+            text = (data.decode(errors="replace") if isinstance(data, bytes) else data)[-limit:]
+    return f"\n--- its output ---\n{text}" if text else ""
+
+
+def port_taken(output: str) -> bool:
+    """Whether a server's output says it could not bind its port: free_port() gives a port
+    that was free when asked, and another process may take it before the server binds it."""
+    return "address already in use" in output.lower()
 
 
 def stop(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
@@ -110,7 +144,7 @@ def stop(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
 
 
 def start_fake_llm(
-    latency: float = 0.0, stderr: Target = None, timeout: float = 30
+    latency: float = 0.0, stderr: Target = None, timeout: float = READY_TIMEOUT
 ) -> tuple[subprocess.Popen[str], str]:
     """Start tests.fakellm on a free port (answering after `latency` s) and wait until it
     answers; returns the process and its base URL. On failure it stops the process and

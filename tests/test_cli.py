@@ -16,6 +16,8 @@ from tests.conftest import BASE_URL
 from tests.dbutil import create_database, drop_database
 from tests.procs import free_port, start_server, stop, wait_ready
 
+pytestmark = pytest.mark.slow  # `agent-server` processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,7 +105,7 @@ def test_serve_migrates_then_serves(scratch_url: str) -> None:
     env = {"AGENT_SERVER_DATABASE_URL": scratch_url}
     proc = start_server(port, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc, timeout=60)
+        wait_ready(f"http://127.0.0.1:{port}", proc)
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
         assert ready.status_code == 200, ready.text
         created = httpx.post(

@@ -69,6 +69,8 @@ from tests.conftest import BASE_URL
 from tests.dbutil import create_database, drop_database
 from tests.procs import free_port, start_server, stop, wait_ready
 
+pytestmark = pytest.mark.slow  # a server process
+
 # Hypothesis caches the constants it finds in local modules under ./.hypothesis by default.
 set_hypothesis_home_dir(
     os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
@@ -273,7 +275,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             proc = start_server(server.port, env, stdout=log, stderr=subprocess.STDOUT)
         try:
             try:
-                wait_ready(server.base_url, proc, timeout=60)
+                wait_ready(server.base_url, proc)
             except RuntimeError as exc:
                 log_text = server.log_path.read_text(errors="replace")
                 raise AssertionError(f"server did not answer /ready: {exc}\n{log_text}") from exc

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
-from tests.procs import free_port, start_server, stop, wait_ready
+from tests.procs import free_port, port_taken, start_server, stop, wait_ready
 from tests.runs.conftest import fake_llm_server, llm
 
 __all__ = ["fake_llm_server", "llm", "wait_for"]  # wait_for: the tests here import it from here
@@ -49,14 +50,21 @@ class Server:
 ServerFactory = Callable[..., Any]
 
 
+def _launch(env: dict[str, str | None], log: Path) -> Server:
+    port = free_port()
+    with log.open("wb") as out:
+        proc = start_server(port, env, args=["--no-migrate"], stdout=out, stderr=subprocess.STDOUT)
+    return Server(proc, f"http://127.0.0.1:{port}", log)
+
+
 @pytest.fixture
 async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """start(worker=True, **env) -> Server; every server is stopped at the end (by PID)."""
+    """start(worker=True, **env) -> Server, once it answers /ready (several may start at
+    once); every server is stopped at the end (by PID)."""
     started: list[Server] = []
+    numbers = itertools.count()
 
     async def start(worker: bool = True, **env: str) -> Server:
-        port = free_port()
-        log = tmp_path / f"server-{len(started)}.log"
         full_env: dict[str, str | None] = {
             "AGENT_SERVER_DATABASE_URL": database_url,
             "AGENT_SERVER_LOG_LEVEL": "WARNING",
@@ -66,21 +74,20 @@ async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFact
             **SHORT_LEASE,
             **env,
         }
-
-        def launch() -> subprocess.Popen[bytes]:
-            with log.open("ab") as out:
-                return start_server(
-                    port, full_env, args=["--no-migrate"], stdout=out, stderr=subprocess.STDOUT
-                )
-
-        proc = await asyncio.to_thread(launch)
-        server = Server(proc, f"http://127.0.0.1:{port}", log)
-        started.append(server)
-        try:
-            await asyncio.to_thread(wait_ready, server.base, proc, 60)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{await asyncio.to_thread(server.log_text)}") from exc
-        return server
+        attempts = 0
+        while True:
+            attempts += 1
+            log = tmp_path / f"server-{next(numbers)}.log"
+            server = await asyncio.to_thread(_launch, full_env, log)
+            started.append(server)
+            try:
+                await asyncio.to_thread(wait_ready, server.base, server.proc, log=log)
+                return server
+            except RuntimeError as exc:
+                # free_port()'s port was free when asked; another process may have bound it
+                # since: try another one.
+                if attempts == 3 or not port_taken(await asyncio.to_thread(server.log_text)):
+                    raise AssertionError(str(exc)) from exc
 
     try:
         yield start

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.crash.conftest import ServerFactory, llm_agent, wait_for
 from tests.procs import stop
 from tests.runs.conftest import FakeLLM
+
+pytestmark = pytest.mark.slow  # server processes
 
 
 def _call(name: str, **arguments: Any) -> dict[str, Any]:

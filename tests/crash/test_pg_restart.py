@@ -11,6 +11,8 @@ from app.db.session import Database
 from tests.crash.conftest import ServerFactory, wait_for
 from tests.streams.conftest import sse
 
+pytestmark = pytest.mark.slow  # server processes
+
 
 def _restart_postgres() -> None:
     version = next(iter(sorted(os.listdir("/etc/postgresql"))))
@@ -30,8 +32,7 @@ async def test_streams_resume_without_gaps_after_a_postgres_restart(
     backstop poll): the clients on B never got the second burst and this test failed."""
     if db.is_sqlite:
         pytest.skip("a Postgres scenario: SQLite has no server to restart")
-    a = await servers(worker=False)
-    b = await servers(worker=False)
+    a, b = await asyncio.gather(servers(worker=False), servers(worker=False))
     async with httpx.AsyncClient(base_url=a.base) as client:
         response = await client.post("/api/conversations", json={"agent": {"llm": {"model": "m"}}})
         cid = response.json()["id"]

@@ -18,6 +18,8 @@ from tests.crash.conftest import THINK, ServerFactory, llm_agent, wait_for
 from tests.runs.conftest import FakeLLM
 from tests.streams.conftest import sse
 
+pytestmark = pytest.mark.slow  # server processes
+
 
 async def _conversation(client: httpx.AsyncClient, llm: FakeLLM, **fields: Any) -> str:
     body = {"agent": llm_agent(llm.base_url), "max_iterations": 500, **fields}
@@ -44,8 +46,7 @@ async def test_run_on_a_stream_and_pause_from_b(servers: ServerFactory, llm: Fak
     """A holds the run; B (no worker) streams it, PATCHes the conversation and pauses the
     run. B's client gets every event in order, the run stops within one step of the pause,
     and neither the runner's writes nor B's PATCH lose the other's update."""
-    a = await servers(worker=True)
-    b = await servers(worker=False)
+    a, b = await asyncio.gather(servers(worker=True), servers(worker=False))
     await llm.script(*[THINK] * 200, latency=0.1)
     async with httpx.AsyncClient(base_url=a.base) as ca, httpx.AsyncClient(base_url=b.base) as cb:
         cid = await _conversation(cb, llm)
@@ -76,14 +77,12 @@ async def test_interrupt_from_b_cancels_the_llm_call_running_on_a(
 ) -> None:
     """A is in a 20 s LLM call; B's interrupt reaches it through the run row and cancels the
     call: the run ends `interrupted` within a second or two, not after the call."""
-    a = await servers(worker=True)
-    b = await servers(worker=False)
+    a, b = await asyncio.gather(servers(worker=True), servers(worker=False))
     await llm.script(THINK, {**THINK, "latency": 20}, latency=0.05)
     async with httpx.AsyncClient(base_url=b.base) as cb:
         cid = await _conversation(cb, llm)
         run_id = await _message_and_run(cb, cid)
-        await wait_for(lambda: _has_events(cb, cid, 5), "A to reach its second LLM call")
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: _llm_calls(llm, 2), "A's second LLM call")
         assert f":{a.proc.pid}:" in (await _run(cb, run_id))["worker_id"]
         asked = time.monotonic()
         assert (await cb.post(f"/api/conversations/{cid}/interrupt")).status_code == 202
@@ -191,6 +190,10 @@ async def test_a_stopped_runner_past_its_lease_writes_nothing_when_it_resumes(
     assert "lost its lease" in log, log[-2000:]
 
 
+async def _llm_calls(llm: FakeLLM, n: int) -> bool:
+    return len(await llm.requests()) >= n
+
+
 async def _has_events(client: httpx.AsyncClient, cid: str, n: int) -> bool:
     conversation = (await client.get(f"/api/conversations/{cid}")).json()
     return bool(conversation["last_seq"] >= n)
@@ -204,7 +207,7 @@ async def _reset_script(llm: FakeLLM) -> None:
 async def test_three_processes_thirty_subscribers_each_see_exactly_their_conversation(
     servers: ServerFactory, llm: FakeLLM
 ) -> None:
-    procs = [await servers(worker=True) for _ in range(3)]
+    procs = await asyncio.gather(*(servers(worker=True) for _ in range(3)))
     await llm.script(*[THINK] * 40, latency=0.05)
     async with httpx.AsyncClient(base_url=procs[0].base) as client:
         cids = [await _conversation(client, llm) for _ in range(5)]
@@ -226,7 +229,7 @@ async def test_three_processes_thirty_subscribers_each_see_exactly_their_convers
 
         flags = [asyncio.Event() for _ in range(90)]
         tasks = [asyncio.create_task(subscriber(i, flags[i])) for i in range(90)]
-        await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 30)
+        await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 60)
         runs = [await _message_and_run(client, cid) for cid in cids]
         results = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         for run_id in runs:

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
@@ -24,6 +25,9 @@ from tests.conftest import create_conversation
 from tests.importer.conftest import SdkStore
 from tests.openhands.sdk import SdkEvents
 from tests.procs import ROOT
+
+# The store is written by the SDK's interpreter (sdk_store); one test runs the command.
+pytestmark = pytest.mark.slow
 
 VAULT = Vault.from_settings(
     Settings(_env_file=None, secret_key=Fernet.generate_key().decode())  # type: ignore[call-arg]

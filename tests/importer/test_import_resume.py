@@ -10,13 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from app.db.session import Database
+from tests.conftest import wait_for
 from tests.procs import ROOT, stop
+
+pytestmark = pytest.mark.slow  # `agent-server import` processes
 
 CONVERSATIONS, EVENTS = 4, 3000
 
@@ -50,11 +53,12 @@ async def test_a_killed_import_resumes_without_duplicates(
         subprocess.Popen, command, env=env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while await _imported(db) < EVENTS // 2:  # well into the first conversation
+
+    async def well_into_the_first_conversation() -> bool:
         assert proc.poll() is None, "the import ended before it could be killed"
-        assert time.monotonic() < deadline, "the import made no progress"
-        await asyncio.sleep(0.01)
+        return await _imported(db) >= EVENTS // 2
+
+    await wait_for(well_into_the_first_conversation, "the import's progress", limit=60, every=0.01)
     os.kill(proc.pid, signal.SIGKILL)  # a process this test started
     await asyncio.to_thread(stop, proc, 10)
     partly = await _imported(db)

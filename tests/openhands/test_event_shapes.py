@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.conftest import create_conversation
+from tests.conftest import create_conversation, wait_for
 from tests.openhands.sdk import SdkEvents, Verdict
 from tests.runs.conftest import FAST, FakeLLM, wait_run
 from tests.streams.conftest import LiveServer
@@ -97,9 +97,13 @@ async def _stop_midway(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run stopped by `action` (pause or interrupt) while its LLM call is under way."""
     await llm.script(reply)
+    calls = len(await llm.requests())
     answer, run_id = await _send(client, cid, f"then {action}")
-    await wait_run(client, run_id, {"running"})
-    await asyncio.sleep(0.2)  # the LLM call is under way (its latency: a second or more)
+
+    async def called() -> bool:  # the LLM call is under way (its latency: a second or more)
+        return len(await llm.requests()) > calls
+
+    await wait_for(called, "the run's LLM call")
     assert (await client.post(f"/api/conversations/{cid}/{action}")).status_code == 202
     return answer, await wait_run(client, run_id, STOPPED)
 

@@ -20,6 +20,8 @@ import pytest
 from tests.crash.conftest import ServerFactory, servers
 from tests.openhands.sdk import SCRIPT, require_sdk_python
 
+pytestmark = pytest.mark.slow  # a server process and the SDK's interpreter
+
 __all__ = ["servers"]
 
 DRIVER = SCRIPT.with_name("drive_sdk.py")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import wait_for
 from tests.openhands.sdk import SdkEvents
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
 
@@ -137,12 +138,12 @@ async def test_sdk_bodies_the_server_cannot_honour_are_422(
 
 
 async def _wait_status(client: httpx.AsyncClient, cid: str, status: str) -> dict[str, Any]:
-    for _ in range(400):
+    async def reached() -> dict[str, Any] | None:
         got: dict[str, Any] = (await client.get(f"/api/conversations/{cid}")).json()
-        if got["execution_status"] == status:
-            return got
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"conversation {cid} never {status}: {got['execution_status']}")
+        return got if got["execution_status"] == status else None
+
+    found: dict[str, Any] = await wait_for(reached, f"conversation {cid} to be {status}", limit=10)
+    return found
 
 
 async def _message(client: httpx.AsyncClient, cid: str, text: str) -> str:

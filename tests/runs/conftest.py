@@ -1,8 +1,6 @@
 """Fixtures for runs: a fake LLM process, and apps whose worker runs for real."""
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ import pytest
 
 import tests.runs.agents  # noqa: F401  (registers the test agents)
 from app.db.session import Database
-from tests.conftest import make_app, serve_app
+from tests.conftest import make_app, serve_app, wait_for
 from tests.procs import start_fake_llm, stop
 
 FAST = {
@@ -90,14 +88,19 @@ def run_app(db: Database, tmp_path: Path) -> RunAppFactory:
 async def wait_run(
     client: httpx.AsyncClient, run_id: object, statuses: set[str], wait: float = 30
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while True:
-        run: dict[str, Any] = (await client.get(f"/api/runs/{run_id}")).json()
-        if run["status"] in statuses:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run['status']} after {wait} s: {run}")
-        await asyncio.sleep(0.05)
+    """The run once its status is one of `statuses`; fails after `wait` seconds."""
+    run: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal run
+        run = (await client.get(f"/api/runs/{run_id}")).json()
+        return run["status"] in statuses
+
+    try:
+        await wait_for(reached, f"run {run_id} to be {sorted(statuses)}", limit=wait, every=0.05)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: still {run.get('status')}: {run}") from None
+    return run
 
 
 async def events_of(

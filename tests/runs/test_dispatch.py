@@ -1,6 +1,5 @@
 """Dispatch by capability, the run cap, and the separate tool pool."""
 
-import asyncio
 import itertools
 import time
 
@@ -91,7 +90,8 @@ async def test_short_requests_answer_while_every_run_slot_is_busy(
     still answer quickly (generous bound; the benchmark measures the real latency)."""
     async with run_app(max_concurrent_runs=2) as client:
         busy = [await _start(client, "SyncTestAgent", steps=2, sleep=1.5) for _ in range(2)]
-        await asyncio.sleep(0.5)
+        for _, run_id in busy:
+            await wait_run(client, run_id, {"running"})
         cid = busy[0][0]
         for path in (
             "/health",

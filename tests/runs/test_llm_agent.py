@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.db.session import Database
 from app.models import LLMCall
-from tests.conftest import create_conversation
+from tests.conftest import create_conversation, wait_for
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
 
 
@@ -357,8 +357,7 @@ async def test_interrupt_cancels_an_in_flight_llm_call(
         )
         cid = conversation["id"]
         run = (await client.post(f"/api/conversations/{cid}/run")).json()
-        await wait_run(client, run["id"], {"running"})
-        await asyncio.sleep(0.5)
+        await wait_for(llm.requests, "the LLM call")
         begun = asyncio.get_running_loop().time()
         await client.post(f"/api/conversations/{cid}/interrupt")
         done = await wait_run(client, run["id"], {"interrupted", "completed", "failed"}, wait=10)
@@ -405,8 +404,7 @@ async def test_a_message_sent_during_a_run_is_answered_by_that_run(
         )
         cid = conversation["id"]
         run = (await client.post(f"/api/conversations/{cid}/run")).json()
-        await wait_run(client, run["id"], {"running"})
-        await asyncio.sleep(0.3)
+        await wait_for(llm.requests, "the first LLM call")
         sent = await client.post(
             f"/api/conversations/{cid}/events", json={"content": [{"text": "two"}], "run": True}
         )

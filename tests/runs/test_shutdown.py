@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from app.config import Settings
 from app.db.session import Database
 from app.models import LLMCall, Run
-from tests.conftest import create_conversation
+from tests.conftest import create_conversation, wait_for
 from tests.runs.agents import agent_spec
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, states, wait_run
 
@@ -45,11 +45,10 @@ async def _start(client: httpx.AsyncClient, agent: dict[str, Any]) -> tuple[str,
 async def _wait_for(
     client: httpx.AsyncClient, cid: str, kind: str, count: int = 1, wait: float = 20
 ) -> None:
-    deadline = time.monotonic() + wait
-    while sum(e["kind"] == kind for e in await events_of(client, cid)) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"fewer than {count} {kind} after {wait} s")
-        await asyncio.sleep(0.02)
+    async def seen() -> bool:
+        return sum(e["kind"] == kind for e in await events_of(client, cid)) >= count
+
+    await wait_for(seen, f"{count} {kind}", limit=wait, every=0.02)
 
 
 async def _read_back(
@@ -64,11 +63,11 @@ async def _read_back(
 
 async def _llm_requests(llm: FakeLLM, count: int, wait: float = 20) -> None:
     """Until the fake LLM has received `count` requests (it records each as it arrives)."""
-    deadline = time.monotonic() + wait
-    while len(await llm.requests()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"fewer than {count} LLM requests after {wait} s")
-        await asyncio.sleep(0.02)
+
+    async def received() -> bool:
+        return len(await llm.requests()) >= count
+
+    await wait_for(received, f"{count} LLM requests", limit=wait, every=0.02)
 
 
 def _answers(events: list[dict[str, Any]]) -> dict[str, str]:

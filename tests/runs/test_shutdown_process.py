@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.models import Conversation, Event, Run
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, wait_for
 from tests.dbutil import create_database, drop_database
 from tests.procs import free_port, start_fake_llm, start_server, stop, wait_ready
+
+pytestmark = pytest.mark.slow  # server processes
 
 GRACE = 4.0
 EXIT_BOUND = GRACE + 10.0  # generous: it catches a hang, not a slow exit
@@ -41,15 +43,9 @@ def scratch_url(tmp_path: Path) -> Iterator[str]:
     drop_database(BASE_URL, url)
 
 
-def _wait(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout} s")
-        time.sleep(0.05)
+def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    """wait_for() for these sync tests: `check` (blocking) runs in a thread."""
+    return asyncio.run(wait_for(lambda: asyncio.to_thread(check), what, timeout, every=0.05))
 
 
 def _events(base: str, cid: str, with_seq: bool = False) -> list[dict[str, Any]]:
@@ -99,11 +95,12 @@ def test_sigterm_gives_the_run_back_and_another_process_completes_it(
 
     def serve(name: str) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
-        with (tmp_path / f"{name}.log").open("wb") as log:
-            proc = start_server(port, env, stdout=log, stderr=subprocess.STDOUT)
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as out:
+            proc = start_server(port, env, stdout=out, stderr=subprocess.STDOUT)
         servers.append(proc)
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, proc, timeout=60)
+        wait_ready(base, proc, log=log)
         return proc, base
 
     try:
@@ -185,7 +182,7 @@ def test_exit_is_bounded_while_a_sync_llm_call_hangs(
         base = f"http://127.0.0.1:{port}"
         with (tmp_path / "server.log").open("wb") as out:
             proc = start_server(port, env, stdout=out, stderr=subprocess.STDOUT)
-        wait_ready(base, proc, timeout=60)
+        wait_ready(base, proc, log=tmp_path / "server.log")
         agent = {
             "kind": "SyncLLMAgent",
             "llm": {"model": "openai/fake-model", "base_url": f"{llm_url}/v1", "api_key": "k"},

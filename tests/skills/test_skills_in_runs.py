@@ -6,14 +6,12 @@ records that prompt on a SystemPromptEvent; a later run records a new one only w
 (a skill's version with it) or its tools changed.
 """
 
-import asyncio
 import re
-import time
 from typing import Any
 
 import httpx
 
-from tests.conftest import create_conversation
+from tests.conftest import create_conversation, wait_for
 from tests.runs.conftest import FakeLLM, RunAppFactory, events_of, wait_run
 from tests.skills.conftest import assert_error, create_skill, skill_md
 
@@ -128,10 +126,7 @@ async def test_an_edit_during_a_run_does_not_change_that_run(
     async with run_app() as client:
         await create_skill(client, "style", body="Answer in French.")
         cid, run_id = await _start(client, _agent(llm), "bonjour")
-        deadline = time.monotonic() + 20
-        while not await llm.requests():
-            assert time.monotonic() < deadline, "the run never called the LLM"
-            await asyncio.sleep(0.02)
+        await wait_for(llm.requests, "the run's first LLM call", limit=20, every=0.02)
         edited = await client.patch(
             "/api/skills/style", json={"content": skill_md("style", body="Answer in German.")}
         )

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from app.db.session import Database
-from tests.conftest import WITH_SEQ, make_app
+from tests.conftest import WITH_SEQ, make_app, wait_for
 
 FAST_STREAMS = {"stream_poll_seconds": 0.05, "stream_backstop_seconds": 0.5}
 
@@ -24,10 +24,11 @@ async def live_server(db: Database, **settings: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
+
+    async def up_or_ended() -> bool:
+        return server.started or task.done()
+
+    await wait_for(up_or_ended, "the test server's start", limit=30, every=0.01)
     assert server.started, "the test server did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:

@@ -13,7 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.runs.worker import Worker
-from tests.conftest import create_conversation, send_message
+from tests.conftest import create_conversation, send_message, wait_for
 from tests.streams.conftest import LiveServer
 
 KEY = {"X-Session-API-Key": "k"}
@@ -147,9 +147,9 @@ async def test_a_message_frame_wakes_the_worker_on_the_event_loop(
             threads.clear()
             await ws.send(json.dumps({"role": "user", "content": [{"type": "text", "text": "go"}]}))
             await _recv(ws)
-            for _ in range(200):
-                if threads:
-                    break
-                await asyncio.sleep(0.01)
-    assert threads, "the worker was not woken"
+
+            async def woken() -> bool:
+                return bool(threads)
+
+            await wait_for(woken, "the worker's wake-up", limit=10, every=0.01)
     assert all(thread is threading.main_thread() for thread in threads), threads

@@ -69,27 +69,25 @@ async def outputs(
     """Every BashOutput of a command up to the one with its exit code, polled as the SDK's
     RemoteWorkspace polls (order__gt the last order seen), each event seen once."""
     seen: list[dict[str, Any]] = []
-    last = -1
-    async with asyncio.timeout(wait):
-        while True:
-            response = await client.get(
-                SEARCH,
-                params={
-                    "kind__eq": "BashOutput",
-                    "command_id__eq": command_id,
-                    "order__gt": last,
-                    "sort_order": "TIMESTAMP",
-                    "limit": limit,
-                },
-            )
-            assert response.status_code == 200, response.text
-            items = response.json()["items"]
-            seen += items
-            if items:
-                last = items[-1]["order"]
-            if any(item["exit_code"] is not None for item in items):
-                return seen
-            await asyncio.sleep(0.05)
+
+    async def exited() -> bool:
+        response = await client.get(
+            SEARCH,
+            params={
+                "kind__eq": "BashOutput",
+                "command_id__eq": command_id,
+                "order__gt": seen[-1]["order"] if seen else -1,
+                "sort_order": "TIMESTAMP",
+                "limit": limit,
+            },
+        )
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        seen.extend(items)
+        return any(item["exit_code"] is not None for item in items)
+
+    await wait_for(exited, f"the exit code of command {command_id}", limit=wait, every=0.05)
+    return seen
 
 
 async def run(

@@ -11,10 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.db.session import Database
 from tests.openhands.sdk import require_sdk_python
 from tests.streams.conftest import live_server
 from tests.workspace.conftest import fs
+
+pytestmark = pytest.mark.slow  # the SDK's interpreter, a client process
 
 SCRIPT = Path(__file__).with_name("sdk_workspace.py")
 API_KEY = "sdk-workspace-key"
