@@ -22,7 +22,6 @@ class Prepared:
     """A statement compiled once: its SQL text, and the positional values for given binds."""
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
-        self.dialect = dialect
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         if compiled.positiontup is None:

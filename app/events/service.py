@@ -152,6 +152,11 @@ async def append(
     if not events:
         return []
     rows = await _insert(session, conversation_id, events, utcnow(), conversation_values)
+    return stored_as_shown(rows)
+
+
+def stored_as_shown(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events rows as written (dicts of their columns) as the API shows them."""
     return [
         row_to_json(
             (row["kind"], row["id"], row["seq"], row["timestamp"], row["source"], row["payload"])

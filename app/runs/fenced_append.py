@@ -45,6 +45,7 @@ from app.db.types import JSONType, UTCDateTime
 from app.events.repository import CONVERSATIONS, EVENTS, count_upsert, reserve_statement, tally
 from app.models import EventCount
 from app.runs.repository import LLM_CALLS, Lease, fence_statement
+from app.runs.usage import placed
 
 EVENT_COUNTS = cast(Table, EventCount.__table__)
 
@@ -82,12 +83,7 @@ class FencedAppend:
         ]
 
     def call_rows(self) -> list[dict[str, Any]]:
-        extra = {
-            "conversation_id": self.lease.conversation_id,
-            "run_id": self.lease.run_id,
-            "created_at": self.now,
-        }
-        return [{**call, **extra} for call in self.calls]
+        return placed(self.calls, self.lease, self.now)
 
     def counts(self) -> list[dict[str, Any]]:
         cid = self.lease.conversation_id

@@ -29,7 +29,7 @@ from app.conversations.state import record_full_state, set_execution_status
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
-from app.events.service import event_row, row_to_json
+from app.events.service import event_row, stored_as_shown
 from app.metrics import STEP_DB_SECONDS
 from app.models import ExecutionStatus
 from app.runs import repository, usage
@@ -144,15 +144,9 @@ class Journal:
         self.db.announce({self.lease.conversation_id: appended.last_seq})
         self._work_ms += appended.db_ms
         self._written(calls, stats)
-        first = appended.last_seq - len(rows) + 1
-        if first - 1 == self._known_seq:  # nothing else was appended since we last looked
+        if appended.last_seq - len(rows) == self._known_seq:  # none appended since our look
             self._known_seq = appended.last_seq
-        stored = [
-            row_to_json(
-                (r["kind"], r["id"], first + i, appended.timestamp, r["source"], r["payload"])
-            )
-            for i, r in enumerate(rows)
-        ]
+        stored = stored_as_shown(job.event_rows(appended.last_seq, appended.timestamp))
         for event in stored:
             self.open_actions.see(event)
         if cancelled:
@@ -260,16 +254,8 @@ class Journal:
             if not await repository.hold(session, self.lease, now, iterations=self.iterations):
                 raise self._lose()
             if calls:
-                rows = [
-                    {
-                        **usage.call_row(call),
-                        "conversation_id": self.lease.conversation_id,
-                        "run_id": self.lease.run_id,
-                        "created_at": now,
-                    }
-                    for call in calls
-                ]
-                await repository.insert_calls(session, rows)
+                rows = [usage.call_row(call) for call in calls]
+                await repository.insert_calls(session, usage.placed(rows, self.lease, now))
                 await repository.set_stats(session, self.lease.conversation_id, stats)
             result = await work(session)
         self._written(calls, stats)

@@ -6,10 +6,13 @@ next events it appends, in the same transaction.
 """
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from app.agent.base import LLMCallRecord
 from app.events.service import storable
+from app.runs.repository import Lease
 
 EMPTY = {
     "llm_calls": 0,
@@ -38,6 +41,12 @@ def add(stats: dict[str, Any], call: LLMCallRecord) -> dict[str, Any]:
         "cost_usd": cost,
         "llm_latency_ms": round(stats["llm_latency_ms"] + call.latency_ms, 3),
     }
+
+
+def placed(rows: Sequence[dict[str, Any]], lease: Lease, now: datetime) -> list[dict[str, Any]]:
+    """llm_calls rows (see call_row) with the conversation, run and time of their write."""
+    extra = {"conversation_id": lease.conversation_id, "run_id": lease.run_id, "created_at": now}
+    return [{**row, **extra} for row in rows]
 
 
 def call_row(call: LLMCallRecord) -> dict[str, Any]:
