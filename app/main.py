@@ -1,7 +1,6 @@
 """create_app(): lifespan, routers, exception handlers."""
 
 import asyncio
-import gc
 import json
 import logging
 import time
@@ -17,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.agent.loader import load_agents
+from app.agent.loader import AGENTS
 from app.config import Settings, get_settings
 from app.conversations.endpoints import router as conversations_router
 from app.conversations.fork_endpoints import router as fork_router
@@ -136,13 +135,31 @@ def _server_secrets(settings: Settings) -> list[str]:
     return [key.get_secret_value() for key in keys]
 
 
+class _Phases:
+    """Logs each start-up phase with the time it took."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        logger.info("start-up: %s in %.0f ms", phase, (now - self.last) * 1000)
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        phases = _Phases()
         # Reading the migration scripts is file IO: keep it off the event loop.
         app.state.head_revision = await asyncio.to_thread(head_revision)
+        phases.done("migration scripts read")
         if not app.state.vault.cipher.encrypts:
             logger.warning(
                 "AGENT_SERVER_SECRET_KEY is not set: conversation credentials (LLM API keys)"
@@ -152,6 +169,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if owns_db:
             # Engine creation resolves file paths for SQLite: also off the loop.
             app.state.db = await asyncio.to_thread(Database.from_settings, settings)
+            phases.done("database engine made")
         db: Database = app.state.db
         hub = EventHub(
             db,
@@ -165,19 +183,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # Postgres: other processes' commits and run changes arrive by LISTEN/NOTIFY.
         listener = None if db.is_sqlite else Listener(db.engine)
         await hub.start(listener)
+        phases.done("event hub started")
         worker = None
         if settings.run_worker_enabled:
-            await asyncio.to_thread(load_agents)
-            # litellm brings a very large heap of long-lived objects: move what exists now out
-            # of the garbage collector's generations, so full collections under load stay
-            # short (they stall the event loop, and every request with it).
-            gc.collect()
-            gc.freeze()
             worker = Worker(app.state.db, settings)
             app.state.worker = worker
-            await worker.start(listener)
+            await worker.start(listener)  # it claims runs once the agents are loaded
+            phases.done("run worker started")
         if listener is not None:
             await listener.start()
+            phases.done("listening for notifications")
+        logger.info("start-up: done in %.2f s; the server listens next", phases.total)
+        if settings.run_worker_enabled:
+            # litellm takes seconds to import: it loads in the background from now on (not
+            # sooner: it would hold the GIL against the phases above), /health answers
+            # meanwhile, and /ready and the run worker wait for it.
+            AGENTS.start()
         try:
             yield
         finally:

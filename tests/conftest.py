@@ -22,6 +22,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from fastapi import FastAPI
 
 from app import models  # noqa: F401  (registers every table in Base.metadata)
+from app.agent.loader import AGENTS
 from app.config import Settings
 from app.db import migrations
 from app.db.base import Base
@@ -70,8 +71,12 @@ def make_app(db: Database, **settings: object) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and give an in-process HTTP client for it."""
+    """Run the app's lifespan and give an in-process HTTP client for it, once the app is as
+    ready as /ready says: with a run worker, once the agents (litellm) have loaded in the
+    background, so a test's clock never includes that load."""
     async with app.router.lifespan_context(app):
+        if app.state.settings.run_worker_enabled:
+            await AGENTS.wait()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

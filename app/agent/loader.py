@@ -1,14 +1,80 @@
-"""Importing the built-in agents registers them; litellm is set up here, at start-up only."""
+"""Importing the built-in agents registers them; litellm is set up here, once per process.
+
+litellm takes seconds to import, so a server loads it in the background (`AGENTS.start()`,
+once start-up is done): `/health` answers at once, `/ready` and the run worker wait for it.
+"""
 
 import asyncio
+import gc
 import logging
 import os
+import threading
+import time
+from concurrent.futures import Future
 
 logger = logging.getLogger(__name__)
 
 
+class AgentLoading:
+    """The one background load of the built-in agents in this process (a daemon thread, so a
+    process that stops meanwhile does not wait for it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        # Its result: the seconds the load took. Running from the start, so cancelling a
+        # waiter cannot cancel the load itself.
+        self._future: Future[float] = Future()
+        self._future.set_running_or_notify_cancel()
+
+    def start(self) -> None:
+        """Start loading unless it has begun."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="load-agents", daemon=True).start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            load_agents()
+            # litellm brings a very large heap of long-lived objects: move it out of the
+            # garbage collector's generations, so full collections under load stay short
+            # (they stall the event loop, and every request with it).
+            gc.collect()
+            gc.freeze()
+        except BaseException as exc:
+            logger.error("loading the agents (litellm) failed: %s", exc, exc_info=exc)
+            self._future.set_exception(exc)
+        else:
+            seconds = time.perf_counter() - started
+            logger.info("start-up: agents and litellm loaded in %.2f s", seconds)
+            self._future.set_result(seconds)
+
+    @property
+    def state(self) -> str:
+        """ "not started", "loading", "loaded" or "failed"."""
+        if not self._started:
+            return "not started"
+        if not self._future.done():
+            return "loading"
+        return "failed" if self._future.exception() is not None else "loaded"
+
+    async def wait(self, start: bool = True) -> None:
+        """Wait for the load (starting it first unless `start` is false); raises what the
+        load raised."""
+        if start:
+            self.start()
+        await asyncio.wrap_future(self._future)
+
+
+AGENTS = AgentLoading()
+
+
 def load_agents() -> None:
-    """Call once at start-up, off the event loop: it imports slowly and reads files."""
+    """Import the built-in agents and set litellm up: slow (imports, file reads), so never on
+    the event loop. Idempotent; `AGENTS` calls it once per process."""
     # Without network litellm would try to download its price map at import and retry for
     # seconds; the copy it ships is used instead unless the user chose otherwise.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -3,7 +3,6 @@ question over its context, `condense` replaces the older part of its context by 
 Both use the conversation's own agent and LLM endpoint (its credentials unsealed only for
 the call, and hidden from logs while it lasts)."""
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agent.base import AgentBase, agent_class
 from app.agent.context import render, to_forget
-from app.agent.loader import load_agents
+from app.agent.loader import AGENTS
 from app.config import Settings
 from app.conversations import repository
 from app.conversations.repository import lock_conversation
@@ -50,7 +49,7 @@ async def _agent(
     its kind cannot make the call."""
     kind = str(conversation.agent.get("kind") or "LLMAgent")
     if agent_class(kind) is None:
-        await asyncio.to_thread(load_agents)  # a process without a run worker
+        await AGENTS.wait()  # still loading, or a process without a run worker
     cls: type[AgentBase] | None = agent_class(kind)
     if cls is None or not hasattr(cls, method):
         raise Unprocessable(f"agent kind {kind!r} cannot {method.replace('_', ' ')}")

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.agent.base import DEFAULT_AGENT_KIND, AgentBase, agent_class, agent_kinds
+from app.agent.loader import AGENTS
 from app.clock import utcnow
 from app.config import Settings
 from app.db.notify import RUNS_CHANNEL, Listener
@@ -155,6 +156,13 @@ class Worker:
         self.run_changed(run_id)
 
     async def _claim_loop(self) -> None:
+        try:
+            # The agent classes (and litellm) load in the background: the server starts
+            # that load once its own start-up is done.
+            await AGENTS.wait(start=False)
+        except Exception:
+            logger.error("the agents could not be loaded: this process claims no runs")
+            return
         while not self._stopping:
             try:
                 free = self.settings.max_concurrent_runs - len(self.runners)

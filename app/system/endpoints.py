@@ -1,5 +1,6 @@
 """Liveness and readiness (no authentication), and the server's description."""
 
+import asyncio
 import logging
 import platform
 import time
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import __version__
+from app.agent.loader import AGENTS
 from app.agent.tools import ALL_TOOLS
 from app.config import Settings
 from app.db.migrations import current_revision, describe_mismatch
@@ -42,14 +44,27 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Ready, responses=error_responses(503))
 async def ready(request: Request, db: DatabaseDep) -> Ready:
-    """The database answers and its schema is at the code's head revision."""
+    """The database answers, its schema is at the code's head revision, and (when this
+    process runs agents) the agents and litellm are loaded."""
     head: str = request.app.state.head_revision
+    settings: Settings = request.app.state.settings
+    if settings.run_worker_enabled and AGENTS.state != "loaded":
+        # Loading takes seconds; a failed load is in the log and stays failed.
+        raise ServiceUnavailable(
+            f"agents: {AGENTS.state}",
+            details={"agents": AGENTS.state},
+            headers={"Retry-After": "1"} if AGENTS.state == "loading" else None,
+        )
     try:
         current = await current_revision(db.engine)
     except (SQLAlchemyError, OSError) as exc:
         logger.warning("readiness: database unreachable: %s", exc)
         raise ServiceUnavailable("database unreachable") from exc
-    mismatch = describe_mismatch(current, head)
+    # At head: nothing to read. Otherwise naming the mismatch reads the migration scripts
+    # (file IO, off the loop).
+    mismatch = (
+        None if current == head else await asyncio.to_thread(describe_mismatch, current, head)
+    )
     if mismatch is not None:
         raise ServiceUnavailable(mismatch, details={"current": current, "head": head})
     return Ready(status="ready", database_revision=head)
