@@ -1,4 +1,8 @@
-"""The `agent-server` command: thin wrappers around the same code the API uses."""
+"""The `agent-server` command: thin wrappers around the same code the API uses.
+
+A failure prints one line, `agent-server: <message>`, on stderr and exits with a status of
+its kind (the table is in app/cli_errors.py); progress goes to stderr too, so that stdout
+holds only what a script may read (`db current`, `secrets generate-key`, reports)."""
 
 import logging
 import os
@@ -10,6 +14,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from app import cli_errors
+from app.cli_errors import CliError, Refused
+from app.cli_progress import MigrationProgress
 from app.config import Settings, get_settings
 from app.db import migrations
 from app.logging_config import configure_logging
@@ -28,9 +35,20 @@ HTTP_DRAIN_SECONDS = 5
 THREADS_EXIT_SECONDS = 2.0
 
 
+@cli.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="On an error, print its traceback too."),
+    ] = False,
+) -> None:
+    """SQL-backed agent server."""
+    cli_errors.options.verbose = verbose
+    configure_logging(get_settings().log_level)
+
+
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"agent-server: {message}", err=True)
-    raise typer.Exit(code=1)
+    raise CliError(message)
 
 
 @cli.command()
@@ -94,16 +112,33 @@ def _exit_if_threads_hang(code: int) -> None:
 
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Upgrade the schema to REVISION (default: head)."""
+    """Upgrade the schema to REVISION (default: head), one line per step on stderr."""
     settings = get_settings()
-    migrations.upgrade(settings.database_url, revision, _keys(settings))
+    with MigrationProgress("upgrade", revision):
+        migrations.upgrade(settings.database_url, revision, _keys(settings))
 
 
-@db_cli.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
-    """Downgrade the schema to REVISION (`base` removes every table)."""
+# Unknown options are taken as the revision, so that alembic's relative `-1` needs no `--`.
+@db_cli.command("downgrade", context_settings={"ignore_unknown_options": True})
+def db_downgrade(
+    revision: Annotated[str, typer.Argument()],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Drop tables even when they hold rows.")
+    ] = False,
+) -> None:
+    """Downgrade the schema to REVISION (`base` removes every table). Refuses, changing
+    nothing (exit status 4), when a table it would drop holds rows, unless --yes."""
     settings = get_settings()
-    migrations.downgrade(settings.database_url, revision, _keys(settings))
+    if not yes:
+        counts = migrations.tables_dropped_by_downgrade(settings.database_url, revision)
+        holding = [f"{name} ({n} row{'' if n == 1 else 's'})" for name, n in counts.items() if n]
+        if holding:
+            raise Refused(
+                f"downgrade to {revision} would drop tables holding rows: {', '.join(holding)};"
+                " nothing was changed (--yes drops them)"
+            )
+    with MigrationProgress("downgrade", revision):
+        migrations.downgrade(settings.database_url, revision, _keys(settings))
 
 
 @db_cli.command("current")
@@ -207,7 +242,8 @@ def import_openhands(
 ) -> None:
     """Import an OpenHands file store: each conversation with its events becomes rows.
     Safe to run again (it adds nothing twice) and to resume after a kill. Exit status 0: all
-    imported; 2: done, but damage or conflicts were found (listed); 1: it could not run."""
+    imported; 2: done, but damage or conflicts were found (listed); 1: it could not run (3:
+    the database could not be reached)."""
     import asyncio
 
     from app.db.session import Database
@@ -252,15 +288,11 @@ def import_openhands(
     report = asyncio.run(run())
     print_report(report, dry_run=dry_run)
     if report.all_problems or report.conflicts:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=cli_errors.PROBLEMS_FOUND)
 
 
 def main() -> None:
-    configure_logging(get_settings().log_level)
-    try:
-        cli()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(cli_errors.run(typer.main.get_command(cli)))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,26 @@
 """Alembic driven from code: the CLI, the readiness probe and the tests use these."""
 
 import asyncio
-from collections.abc import Sequence
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from alembic.script.revision import RevisionError
+from sqlalchemy import Connection, func, inspect, select, table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+T = TypeVar("T")
 
 
 def alembic_config(database_url: str, secret_keys: Sequence[str] | None = None) -> Config:
@@ -98,3 +105,95 @@ def describe_mismatch(current: str | None, head: str) -> str | None:
         f"database is at revision {current}, which this code does not know (code head: {head}); "
         "it is ahead of the code: upgrade the server"
     )
+
+
+def tables_dropped_by_downgrade(database_url: str, revision: str) -> dict[str, int]:
+    """The tables `downgrade(database_url, revision)` would drop, each with its row count.
+
+    Which tables exist at a revision is learnt by running the migrations, not by reading them:
+    a scratch SQLite database in a temporary directory is upgraded to where the downgrade
+    would end, its tables listed, then upgraded on to the database's current revision and
+    listed again. The tables only the second list holds are the ones the steps being undone
+    create, however they create them (op.create_table, raw SQL, batch copies), and so the ones
+    their downgrades drop. Only those present in the database itself are counted, which leaves
+    out a dialect's own extras (SQLite's FTS5 index on Postgres); a table a migration created
+    on Postgres alone would be missed, and none does (every migration runs on both).
+
+    Left out as well: alembic's version table (a downgrade empties it, never drops it) and
+    derived tables (an SQLite virtual table and its shadow tables: an index whose rows are
+    rebuilt from other tables). Empty when there is nothing to undo, and when REVISION is not a
+    downgrade target from here: alembic's own downgrade then refuses it, changing nothing.
+    """
+    current = current_revision_sync(database_url)
+    if current is None:
+        return {}
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    try:
+        undone = list(script.iterate_revisions(current, revision, select_for_downgrade=True))
+    except RevisionError:
+        return {}
+    if not undone:
+        return {}
+    undone_ids = {step.revision for step in undone}
+    ends_at = {down for step in undone for down in _revisions(step.down_revision)} - undone_ids
+    with tempfile.TemporaryDirectory(prefix="agent-server-scratch-") as scratch_dir:
+        scratch = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
+        with _alembic_quiet():
+            for target in sorted(ends_at):
+                upgrade(scratch, target, secret_keys=[])
+            before = asyncio.run(_on_engine(scratch, _data_tables))
+            upgrade(scratch, current, secret_keys=[])
+            after = asyncio.run(_on_engine(scratch, _data_tables))
+    dropped = after - before
+
+    def count(conn: Connection) -> dict[str, int]:
+        present = _data_tables(conn)
+        return {
+            name: int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())
+            for name in sorted(dropped & present)
+        }
+
+    return asyncio.run(_on_engine(database_url, count))
+
+
+def _revisions(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's INFO lines off (a scratch database's steps are not the user's)."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def _on_engine(database_url: str, work: Callable[[Connection], T]) -> T:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+def _data_tables(conn: Connection) -> set[str]:
+    """The tables that hold data of their own: not alembic's, not SQLite's virtual tables nor
+    their shadow tables (named after the virtual table, `events_fts_data` for `events_fts`)."""
+    names = set(inspect(conn).get_table_names()) - {"alembic_version"}
+    if conn.dialect.name != "sqlite":
+        return names
+    virtual = conn.execute(
+        text(
+            "SELECT name FROM sqlite_master "
+            "WHERE type = 'table' AND upper(sql) LIKE 'CREATE VIRTUAL TABLE%'"
+        )
+    ).scalars()
+    derived = tuple(virtual)
+    return {n for n in names if not any(n == v or n.startswith(f"{v}_") for v in derived)}
