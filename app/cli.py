@@ -44,7 +44,11 @@ def _options(
 ) -> None:
     """SQL-backed agent server."""
     cli_errors.options.verbose = verbose
-    configure_logging(get_settings().log_level)
+    _configure_logging(get_settings())
+
+
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _fail(message: str) -> NoReturn:
@@ -67,7 +71,7 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    _configure_logging(settings)
     if no_migrate:
         mismatch = migrations.describe_mismatch(
             migrations.current_revision_sync(settings.database_url), migrations.head_revision()

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     db_max_concurrent_writes: int = Field(default=4, ge=1, le=500)
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
+    # "text" (one line per record) or "json" (one JSON object per record).
+    log_format: Literal["text", "json"] = "text"
+    # One line per HTTP request and WebSocket (method, path without query, status, ms).
+    access_log: bool = True
     # Request bodies larger than this are refused with 413 before they are read whole.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
     # Fernet keys (comma-separated, newest first) that encrypt stored credentials; the first

@@ -1,9 +1,81 @@
-"""The one logging configuration of the process."""
+"""The one logging configuration of the process: text or JSON lines on stderr, each with the
+id of the request it was written for (`-` outside any request)."""
 
+import json
 import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
-_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Set by app.system.requests.RequestContext for the time of one HTTP request or WebSocket.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# litellm's loggers, which come with a handler of their own: every line would print twice.
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level.upper(), format=_FORMAT)
+_installed = False
+
+
+def install_request_ids() -> None:
+    """Give every log record made from now on the current request's id as `request_id`
+    (once per process; the server calls it at start)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    make_record = logging.getLogRecordFactory()
+
+    def with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = REQUEST_ID.get() or "-"
+        return record
+
+    logging.setLogRecordFactory(with_request_id)
+
+
+class _WithRequestId(logging.Filter):
+    """For records made before install_request_ids (or by another factory)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, request_id,
+    and the traceback as `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root handler on stderr in `fmt` ("text" or "json"), at `level`. Called once, by the
+    command line, before anything logs."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_WithRequestId())
+    handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(_TEXT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def route_litellm_logs() -> None:
+    """litellm's loggers write through the root handler only (once, in our format, redacted),
+    not also through the handler litellm adds at import."""
+    for name in _LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

@@ -30,6 +30,7 @@ from app.errors import AppError, ErrorResponse, error_responses
 from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
 from app.limits import BodyLimits
+from app.logging_config import install_request_ids
 from app.runs.endpoints import router as runs_router
 from app.runs.worker import Worker
 from app.security import ApiKeyGate, require_api_key
@@ -38,6 +39,7 @@ from app.streams.endpoints import router as streams_router
 from app.streams.endpoints import sockets_router
 from app.streams.hub import EventHub
 from app.system.endpoints import router as system_router
+from app.system.requests import RequestContext
 from app.vault.redact import REDACTOR, install_log_redaction
 from app.vault.service import Vault
 from app.vault.specs import LLM_CREDENTIALS
@@ -222,6 +224,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.vault = Vault.from_settings(settings)  # a malformed SECRET_KEY stops the start
     app.state.commands = CommandRunner()  # bash commands of the workspace routes
     install_log_redaction()
+    install_request_ids()
     # aiosqlite's DEBUG lines repeat every statement with its parameters (user data).
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
     REDACTOR.add(_server_secrets(settings))
@@ -246,6 +249,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(sockets_router)
     app.include_router(system_router)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyGate, settings=settings)  # outermost: before any body is read
+    app.add_middleware(ApiKeyGate, settings=settings)  # before any body is read
+    # Outermost: the request id is on every log line of the request, a refusal's included.
+    app.add_middleware(
+        RequestContext, api_prefix=api.prefix, access_log_enabled=settings.access_log
+    )
     _install_error_handlers(app)
     return app

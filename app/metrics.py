@@ -19,3 +19,13 @@ STEP_DB_SECONDS = Histogram(
     ),
     registry=REGISTRY,
 )
+
+# Every HTTP request, by method, route template (not the path: no series per conversation)
+# and status.
+HTTP_REQUEST_SECONDS = Histogram(
+    "agent_server_http_request_seconds",
+    "Time to answer an HTTP request (to the end of its body), by method, route and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)

@@ -12,6 +12,8 @@ import threading
 import time
 from concurrent.futures import Future
 
+from app.logging_config import route_litellm_logs
+
 logger = logging.getLogger(__name__)
 
 
@@ -87,6 +89,7 @@ def load_agents() -> None:
     # litellm prints "Give Feedback / Get Help" banners on every failed call; errors reach
     # our logs and the run's events instead.
     litellm.suppress_debug_info = True
+    route_litellm_logs()
 
     _warm_up(litellm)
     if litellm.aclient_session is None:
