@@ -1,6 +1,9 @@
 """Benchmark a server's start: time from process start to the first /health and to /ready,
 and the idle memory (RSS) once ready.
 
+It then prints what the idle RSS is made of: a fresh interpreter imports the server's parts in
+order, printing its RSS after each.
+
 Each start is `python -m app.cli serve` on a free port of 127.0.0.1, as the README starts it
 (migrations applied; at head they are a check), and once more with `--no-migrate`. The clock
 starts just before the process is spawned; /health and /ready are polled every 10 ms. RSS is
@@ -18,7 +21,9 @@ Without a run worker (--no-worker) the server loads no agents (no litellm).
 """
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +38,32 @@ from app.db import migrations  # noqa: E402
 from tests.procs import free_port, print_table, start_server, stop  # noqa: E402
 
 POLL_SECONDS = 0.01
+# Run in a fresh interpreter: each stage's imports, then its RSS and the time they took.
+STAGES = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+stages = [
+    ("Python", []),
+    ("FastAPI, Starlette, pydantic", ["fastapi"]),
+    ("SQLAlchemy, asyncpg, aiosqlite", ["sqlalchemy.ext.asyncio", "asyncpg", "aiosqlite"]),
+    ("alembic", ["alembic.command"]),
+    ("uvicorn", ["uvicorn"]),
+    ("app.main and the rest it imports", ["app.main"]),
+    ("litellm (import)", ["litellm"]),
+    ("the agents, litellm's warm-up call", ["app.agent.loader"]),
+]
+for name, modules in stages:
+    started = time.perf_counter()
+    for module in modules:
+        __import__(module)
+    if name.startswith("the agents"):
+        sys.modules["app.agent.loader"].load_agents()
+    print(f"{name}\t{rss():.1f}\t{time.perf_counter() - started:.2f}", flush=True)
+"""
 TIMEOUT_SECONDS = 120.0
 
 
@@ -102,6 +133,25 @@ def main() -> None:
         print(f"{name}: {samples}", flush=True)
     print_table(["start", "first /health (s)", "/ready (s)", "idle RSS (MiB)"], rows)
     print(f"medians of {args.starts} starts each; target: first /health <= 2 s")
+    print_table(["imported (in this order)", "RSS (MiB)", "added (MiB)", "import (s)"], memory())
+
+
+def memory() -> list[list[str]]:
+    """What the RSS is made of, stage by stage (see STAGES)."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    output = subprocess.run(
+        [sys.executable, "-c", STAGES, str(REPO_ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows, before = [], 0.0
+    for line in output.splitlines():
+        name, rss, seconds = line.split("\t")
+        rows.append([name, rss, f"{float(rss) - before:.1f}", seconds])
+        before = float(rss)
+    return rows
 
 
 if __name__ == "__main__":
