@@ -1,0 +1,1 @@
+"""Analytics: the questions analysts ask of the database, as portable SQL."""
