@@ -7,9 +7,9 @@ each query over HTTP with one keep-alive client, printing p50/p95 against the la
 
 Usage:
 
-    python scripts/bench_events.py --database-url sqlite+aiosqlite:////tmp/bench.db \\
+    .venv/bin/python scripts/bench_events.py --database-url sqlite+aiosqlite:////tmp/bench.db \\
         --events 1000,100000
-    python scripts/bench_events.py \\
+    .venv/bin/python scripts/bench_events.py \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench --events 1000,100000
 
 The Postgres database must exist (`createdb -h 127.0.0.1 -U postgres bench`). Each size gets

@@ -11,8 +11,8 @@ posts all of them at once. It prints, per body: its size, the statuses, the time
 
 Usage:
 
-    python scripts/bench_hostile.py
-    python scripts/bench_hostile.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
+    .venv/bin/python scripts/bench_hostile.py
+    .venv/bin/python scripts/bench_hostile.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
 
 Without --database-url a scratch SQLite file is used. A Postgres database must exist
 (`createdb -h 127.0.0.1 -U postgres bench`); the conversation is left in it.

@@ -10,9 +10,9 @@ the command's peak RSS (os.wait4).
 
 Usage:
 
-    python scripts/bench_import.py                      # 10 x 2,000 and 20 x 5,000 events
-    python scripts/bench_import.py --sizes 10x2000 --no-postgres
-    python scripts/bench_import.py --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
+    .venv/bin/python scripts/bench_import.py                      # 10 x 2,000 and 20 x 5,000 events
+    .venv/bin/python scripts/bench_import.py --sizes 10x2000 --no-postgres
+    .venv/bin/python scripts/bench_import.py --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 The Postgres URL names a server and an existing database to connect to (default the tests'
 one); the benchmark makes and drops its own database there.

@@ -2,7 +2,7 @@
 
 Usage:
 
-    python scripts/bench_runs.py [--database-url URL] [--concurrency 1,10,50] [--steps 3]
+    .venv/bin/python scripts/bench_runs.py [--database-url URL] [--concurrency 1,10,50] [--steps 3]
         [--latency 0.2] [--max-concurrent-runs 10] [--worker-process] [--keep]
 
 Default database: a SQLite file in a temporary directory. For Postgres pass e.g.

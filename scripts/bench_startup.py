@@ -12,8 +12,8 @@ of --starts starts.
 
 Usage:
 
-    python scripts/bench_startup.py --database-url sqlite+aiosqlite:////tmp/start.db
-    python scripts/bench_startup.py \\
+    .venv/bin/python scripts/bench_startup.py --database-url sqlite+aiosqlite:////tmp/start.db
+    .venv/bin/python scripts/bench_startup.py \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/start
 
 The database (file or Postgres database) must be reachable; it is migrated to head first.

@@ -1,7 +1,7 @@
 """Benchmark live streams: commit-to-client latency of SSE to S subscribers on P processes.
 
-    python scripts/bench_streams.py [--database-url URL] [--subscribers 100] [--processes 1,2]
-        [--events 200] [--rate 20] [--poll 0.2] [--client-procs 2] [--keep]
+    .venv/bin/python scripts/bench_streams.py [--database-url URL] [--subscribers 100]
+        [--processes 1,2] [--events 200] [--rate 20] [--poll 0.2] [--client-procs 2] [--keep]
 
 Default database: a temporary SQLite file. For Postgres pass e.g.
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench_streams: it must exist; server 0 migrates

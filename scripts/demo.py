@@ -2,7 +2,7 @@
 
 Usage:
 
-    python scripts/demo.py
+    .venv/bin/python scripts/demo.py
 
 The script starts two processes of its own on 127.0.0.1 and stops them (by PID) at the end:
 
