@@ -3,6 +3,7 @@ id of the request it was written for (`-` outside any request)."""
 
 import json
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -15,24 +16,34 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
-_installed = False
+_hooks: list[Callable[[logging.LogRecord], None]] = []
+
+
+def on_every_record(hook: Callable[[logging.LogRecord], None]) -> None:
+    """Run `hook` on every log record made from now on, in the order hooks were added (each
+    hook once, however often it is added; the record factory is wrapped once per process)."""
+    if hook in _hooks:
+        return
+    if not _hooks:
+        make_record = logging.getLogRecordFactory()
+
+        def with_hooks(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make_record(*args, **kwargs)
+            for each in _hooks:
+                each(record)
+            return record
+
+        logging.setLogRecordFactory(with_hooks)
+    _hooks.append(hook)
+
+
+def _set_request_id(record: logging.LogRecord) -> None:
+    record.request_id = REQUEST_ID.get() or "-"
 
 
 def install_request_ids() -> None:
-    """Give every log record made from now on the current request's id as `request_id`
-    (once per process; the server calls it at start)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    make_record = logging.getLogRecordFactory()
-
-    def with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        record.request_id = REQUEST_ID.get() or "-"
-        return record
-
-    logging.setLogRecordFactory(with_request_id)
+    """Give every log record the current request's id as `request_id` (`-` outside one)."""
+    on_every_record(_set_request_id)
 
 
 class _WithRequestId(logging.Filter):

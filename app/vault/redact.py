@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from app.logging_config import on_every_record
+
 MASK = "**********"
 MIN_LENGTH = 6
 
@@ -83,27 +85,14 @@ def strings_in(value: Any) -> list[str]:
     return found
 
 
-_installed = False
-
-
 def install_log_redaction() -> None:
     """Make every log record of the process pass through REDACTOR (once per process)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    make_record = logging.getLogRecordFactory()
-
-    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        if REDACTOR.active:
-            _redact_record(record)
-        return record
-
-    logging.setLogRecordFactory(redacting_factory)
+    on_every_record(_redact_record)
 
 
 def _redact_record(record: logging.LogRecord) -> None:
+    if not REDACTOR.active:
+        return
     try:
         message = record.getMessage()
     except Exception:  # a malformed call: logging reports it when the record is emitted
