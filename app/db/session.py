@@ -9,15 +9,24 @@ busy_timeout still covers writers in other processes).
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, create_engine
+from app.metrics import (
+    DB_POOL_IN_USE,
+    DB_POOL_OVERFLOW,
+    DB_POOL_WAITING,
+    WRITE_GATE_WAIT_SECONDS,
+    WRITE_GATE_WAITING,
+    WRITE_GATE_WAITS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +99,7 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with contextlib.AsyncExitStack() as stack:
             if write:
-                await stack.enter_async_context(self._write_gate)
+                await self._pass_write_gate(stack)
             factory = self._write_factory if write else self._read_factory
             session = await stack.enter_async_context(factory())
             async with session.begin():
@@ -98,6 +107,29 @@ class Database:
             appended = session.info.pop(APPENDED, None)
         if appended:
             self.announce(appended)
+
+    async def _pass_write_gate(self, stack: contextlib.AsyncExitStack) -> None:
+        """Take the write gate (released with `stack`); a writer that finds it taken is
+        counted and its wait timed (the free gate costs one check)."""
+        gate = self._write_gate
+        if not gate.locked():
+            await stack.enter_async_context(gate)
+            return
+        WRITE_GATE_WAITS.inc()
+        started = time.perf_counter()
+        with WRITE_GATE_WAITING.track_inprogress():
+            await stack.enter_async_context(gate)
+        WRITE_GATE_WAIT_SECONDS.observe(time.perf_counter() - started)
+
+    def publish_pool_gauges(self) -> None:
+        """Set the pool gauges from the engine's pool now (a scrape, or the multiprocess
+        sampler, calls this: the pool itself is never instrumented)."""
+        pool: Any = self.engine.pool
+        if not hasattr(pool, "checkedout"):  # a pool that keeps no connections
+            return
+        DB_POOL_IN_USE.set(pool.checkedout())
+        DB_POOL_OVERFLOW.set(max(0, pool.overflow()))
+        DB_POOL_WAITING.set(_pool_waiters(pool))
 
     def announce(self, appended: Mapping[uuid.UUID, int]) -> None:
         """Committed appends: tell the listeners (after commit, never before)."""
@@ -109,6 +141,14 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _pool_waiters(pool: Any) -> int:
+    """Tasks waiting for a connection of an async queue pool: the waiters of the asyncio
+    queue inside SQLAlchemy's AsyncAdaptedQueue (no public API tells); 0 if it has none."""
+    queue = getattr(getattr(pool, "_pool", None), "__dict__", {}).get("_queue")
+    getters = getattr(queue, "_getters", None) or ()
+    return sum(not waiter.done() for waiter in getters)
 
 
 async def database_dep(request: Request) -> Database:

@@ -30,7 +30,7 @@ from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
 from app.events.service import event_row, stored_as_shown
-from app.metrics import STEP_DB_SECONDS
+from app.metrics import RUN_LEASES_LOST, STEP_DB_SECONDS
 from app.models import ExecutionStatus
 from app.runs import repository, usage
 from app.runs.fenced_append import Appender, FencedAppend
@@ -70,7 +70,9 @@ class Journal:
         self.iterations = 0  # a run given back at a shutdown goes on counting
         self.stats: dict[str, Any] = usage.start(None)
         self.open_actions = OpenActions()
-        self.lost = False
+        self._lost = False
+        self._loss_counted = False
+        self._ending = False  # the run's end (or give-back) is being written
         self._known_seq = 0  # the conversation's last seq as this run last saw it
         self._calls: list[LLMCallRecord] = []  # recorded, not written yet
         self._closed = False  # no more step writes (a sync thread was left behind)
@@ -89,11 +91,33 @@ class Journal:
         self._known_seq = max((int(e["seq"]) for e in history), default=0)
 
     async def record(self, call: LLMCallRecord) -> None:
-        """Kept in memory; written with the next events (or when the run ends)."""
+        """Kept in memory; written with the next events (or when the run ends). Counted in
+        the metrics now, once per call."""
+        usage.observe(call)
         self._calls.append(call)
 
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    @lost.setter
+    def lost(self, value: bool) -> None:
+        """The runner found the lease gone (the worker's renewal was refused, or the run
+        shows another status or epoch). Once the run's end is being written that is the end
+        itself, seen early, not a loss: not counted then."""
+        if value and not self._ending:
+            self._count_loss()
+        self._lost = value
+
+    def _count_loss(self) -> None:
+        if not self._loss_counted:
+            self._loss_counted = True
+            RUN_LEASES_LOST.inc()
+
     def _lose(self) -> LeaseLost:
-        self.lost = True
+        """A fenced write was refused: the lease is gone for certain."""
+        self._count_loss()
+        self._lost = True
         return LeaseLost(f"run {self.lease.run_id} lost its lease")
 
     def _take_calls(self) -> tuple[list[LLMCallRecord], dict[str, Any]]:
@@ -193,6 +217,7 @@ class Journal:
         """Record how the run ended, in one fenced transaction; returns the stop recorded
         (a shutdown that cut a tool call off pauses the run instead). Raises MoreInput when
         the run finished but a user message after `user_seq` came in meanwhile."""
+        self._ending = True
         await self._settled.wait()  # a write of a sync step left behind may still land
         if stop is GIVE_BACK and self.open_actions:
             # A tool call was cut off: it may have run, in part or in full, or not at all. It
@@ -240,7 +265,11 @@ class Journal:
             if moved:
                 await record_full_state(session, self.lease.conversation_id)
 
-        _, cancelled = await complete_despite_cancel(self._transaction(write))
+        try:
+            _, cancelled = await complete_despite_cancel(self._transaction(write))
+        except MoreInput:
+            self._ending = False  # the run goes on
+            raise
         if cancelled:
             raise asyncio.CancelledError()
         return stop

@@ -69,6 +69,13 @@ def _notify_workers(session: AsyncSession) -> tuple[Any, ...]:
     return (func.pg_notify(literal(RUNS_CHANNEL), func.cast(Run.id, String)),)
 
 
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many runs have each status (statuses no run has are absent), in one grouped query
+    (for the metrics, at scrape time)."""
+    stmt = select(Run.status, func.count()).group_by(Run.status)
+    return {status: count for status, count in await session.execute(stmt)}
+
+
 async def any_queued(session: AsyncSession) -> bool:
     stmt = select(literal(1)).where(Run.status == RunStatus.QUEUED.value).limit(1)
     return (await session.execute(stmt)).first() is not None

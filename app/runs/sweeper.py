@@ -10,6 +10,7 @@ from app.conversations.state import set_execution_status
 from app.db.session import Database
 from app.events import service as events_service
 from app.events.schemas import AgentErrorEvent, ConversationErrorEvent, EventBase
+from app.metrics import RUNS_WORKER_LOST
 from app.models import ExecutionStatus, Run, RunStatus
 from app.runs import repository
 
@@ -24,6 +25,8 @@ async def sweep_once(db: Database) -> int:
         for run in await repository.expired(session, now):
             if await _fail_lost(session, run):
                 swept += 1
+    if swept:  # committed
+        RUNS_WORKER_LOST.inc(swept)
     return swept
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.agent.base import LLMCallRecord
 from app.events.service import storable
+from app.metrics import model_series
 from app.runs.repository import Lease
 
 EMPTY = {
@@ -41,6 +42,22 @@ def add(stats: dict[str, Any], call: LLMCallRecord) -> dict[str, Any]:
         "cost_usd": cost,
         "llm_latency_ms": round(stats["llm_latency_ms"] + call.latency_ms, 3),
     }
+
+
+def observe(call: LLMCallRecord) -> None:
+    """Count one call in the process's metrics, by model."""
+    series = model_series(call.model)
+    series.calls.inc()
+    if call.error is not None:
+        series.errors.inc()
+    # A counter only goes up: a missing or odd (negative) number adds nothing.
+    if call.prompt_tokens is not None and call.prompt_tokens > 0:
+        series.prompt_tokens.inc(call.prompt_tokens)
+    if call.completion_tokens is not None and call.completion_tokens > 0:
+        series.completion_tokens.inc(call.completion_tokens)
+    if call.cost_usd is not None and call.cost_usd > 0:
+        series.cost_usd.inc(call.cost_usd)
+    series.seconds.observe(call.latency_ms / 1000)
 
 
 def placed(rows: Sequence[dict[str, Any]], lease: Lease, now: datetime) -> list[dict[str, Any]]:

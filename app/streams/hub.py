@@ -27,6 +27,7 @@ from app.conversations import repository as conversations
 from app.db.notify import EVENTS_CHANNEL, Listener
 from app.db.session import Database
 from app.events import service as events_service
+from app.metrics import STREAM_DROPPED, STREAM_SUBSCRIBERS
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,22 @@ class Tail:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
+    def add(self, subscription: Subscription) -> None:
+        self.subscribers.add(subscription)
+        STREAM_SUBSCRIBERS.inc()
+
+    def drop(self, subscription: Subscription) -> None:
+        if subscription in self.subscribers:
+            self.subscribers.discard(subscription)
+            STREAM_SUBSCRIBERS.dec()
+
+    def end_all(self) -> None:
+        """Every stream of this tail ends (the conversation is gone, or the hub stops)."""
+        for subscription in self.subscribers:
+            subscription.end()
+        STREAM_SUBSCRIBERS.dec(len(self.subscribers))
+        self.subscribers.clear()
+
     def notify(self, seq: int | None) -> None:
         if seq is None or seq > self.position:
             self.wake.set()
@@ -113,7 +130,8 @@ class Tail:
             for subscription in list(self.subscribers):
                 subscription.push(rows)
                 if subscription.overflowed:
-                    self.subscribers.discard(subscription)
+                    self.drop(subscription)
+                    STREAM_DROPPED.inc()
             if len(rows) < READ_LIMIT:
                 return
 
@@ -148,9 +166,7 @@ class EventHub:
             self.db.commit_listeners.remove(self.notify_many)
         tasks = [t for t in [self._poller, *(tail.task for tail in self.tails.values())] if t]
         for tail in self.tails.values():
-            for subscription in tail.subscribers:
-                subscription.end()
-            tail.subscribers.clear()
+            tail.end_all()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -195,9 +211,7 @@ class EventHub:
                     if tail is None:
                         continue
                     if conversation_id not in seen:  # deleted: its streams end
-                        for subscription in list(tail.subscribers):
-                            subscription.end()
-                        tail.subscribers.clear()
+                        tail.end_all()
                         tail.wake.set()
                     else:
                         tail.notify(seen[conversation_id])
@@ -216,7 +230,7 @@ class EventHub:
             tail = Tail(self, conversation_id, last_seq)
             self.tails[conversation_id] = tail
         subscription = Subscription(tail, self.max_buffer)
-        tail.subscribers.add(subscription)
+        tail.add(subscription)
         if tail.task is None or tail.task.done():
             self._start_tail(tail)
         return subscription
@@ -232,7 +246,7 @@ class EventHub:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         tail = subscription.tail
-        tail.subscribers.discard(subscription)
+        tail.drop(subscription)
         if not tail.subscribers:
             tail.wake.set()  # its task sees no subscribers and ends
 
