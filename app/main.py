@@ -31,6 +31,8 @@ from app.events.endpoints import router as events_router
 from app.http import reject_nul_in_url
 from app.limits import BodyLimits
 from app.logging_config import install_request_ids
+from app.metrics import process_gauges
+from app.openapi import AgentServerAPI, check_operation_ids, operation_id
 from app.runs.endpoints import router as runs_router
 from app.runs.worker import Worker
 from app.security import ApiKeyGate, require_api_key
@@ -38,6 +40,7 @@ from app.skills.endpoints import router as skills_router
 from app.streams.endpoints import router as streams_router
 from app.streams.endpoints import sockets_router
 from app.streams.hub import EventHub
+from app.system.docs import install_docs
 from app.system.endpoints import router as system_router
 from app.system.requests import RequestContext
 from app.vault.redact import REDACTOR, install_log_redaction
@@ -202,7 +205,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             # meanwhile, and /ready and the run worker wait for it.
             AGENTS.start()
         try:
-            yield
+            # Multiprocess metrics: this process's pool gauges stay fresh for the others.
+            async with process_gauges(db.publish_pool_gauges):
+                yield
         finally:
             if worker is not None:
                 await worker.stop()
@@ -213,11 +218,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if owns_db:
                 await app.state.db.dispose()
 
-    app = FastAPI(
+    app = AgentServerAPI(
         title="agent-server",
         version=__version__,
         summary="A SQL-backed agent server: conversations and events as rows.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.started_at = time.monotonic()
@@ -248,6 +256,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(api)
     app.include_router(sockets_router)
     app.include_router(system_router)
+    install_docs(app)
+    check_operation_ids(app)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyGate, settings=settings)  # before any body is read
     # Outermost: the request id is on every log line of the request, a refusal's included.

@@ -3,7 +3,8 @@
 import hmac
 from typing import Annotated
 
-from fastapi import Header, Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -49,7 +50,7 @@ class ApiKeyGate:
     """Refuses an HTTP request to a route that needs the key, when it carries no valid one,
     before its body is read: FastAPI reads and parses a body before any dependency runs, so
     without this a stranger could make the server parse megabytes. The routes' own
-    `require_api_key` still checks (and documents the key in the OpenAPI)."""
+    `require_api_key` still checks (and declares the security schemes in the OpenAPI)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -77,12 +78,31 @@ class ApiKeyGate:
         await self.app(scope, receive, send)
 
 
+# The two ways to present the key, as OpenAPI security schemes (either one will do). They
+# refuse nothing (auto_error=False) and their values go unused: require_api_key reads the
+# headers exactly as ApiKeyGate does, so that the two cannot disagree.
+SESSION_API_KEY = APIKeyHeader(
+    name="X-Session-API-Key",
+    scheme_name="SessionApiKey",
+    description="One of the server's session API keys (AGENT_SERVER_SESSION_API_KEYS); any"
+    " key is accepted when none is configured.",
+    auto_error=False,
+)
+BEARER = HTTPBearer(
+    scheme_name="BearerAuth",
+    description="The same session API key, as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
 async def require_api_key(
     request: Request,
-    x_session_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    _key: Annotated[str | None, Security(SESSION_API_KEY)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> None:
     settings: Settings = request.app.state.settings
-    if key_accepted(settings, _presented_key(x_session_api_key, authorization)):
+    headers = request.headers
+    presented = _presented_key(headers.get("x-session-api-key"), headers.get("authorization"))
+    if key_accepted(settings, presented):
         return
     raise _unauthorized()

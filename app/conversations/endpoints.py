@@ -14,14 +14,17 @@ from app.conversations.schemas import (
     ConversationUpdate,
 )
 from app.db.session import ReadSessionDep, WriteSessionDep
-from app.errors import error_responses
+from app.errors import database_responses, error_responses, header_objects, response_headers
 from app.http import parse_if_match
 from app.models import ExecutionStatus
 from app.runs import service as runs_service
 from app.runs.wake import wake_worker
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
+IfMatch = Annotated[
+    str | None, Header(description='The conversation\'s ETag (e.g. "3"); a stale one is 412')
+]
 
 MAX_BATCH = 100
 
@@ -31,7 +34,16 @@ MAX_BATCH = 100
     response_model=ConversationRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(
-        401, 422, extra={200: {"model": ConversationRead, "description": "The id existed"}}
+        401,
+        422,
+        extra={
+            200: {
+                "model": ConversationRead,
+                "description": "The id existed",
+                "headers": header_objects("ETag"),
+            },
+            **response_headers(201, "ETag", "X-Run-Id"),
+        },
     ),
 )
 async def create_conversation(
@@ -91,7 +103,9 @@ async def batch_get_conversations(
 
 
 @router.get(
-    "/{conversation_id}", response_model=ConversationRead, responses=error_responses(401, 404, 422)
+    "/{conversation_id}",
+    response_model=ConversationRead,
+    responses=error_responses(401, 404, 422, extra=response_headers(200, "ETag")),
 )
 async def get_conversation(
     conversation_id: uuid.UUID, session: ReadSessionDep, response: Response
@@ -105,14 +119,14 @@ async def get_conversation(
 @router.patch(
     "/{conversation_id}",
     response_model=ConversationRead,
-    responses=error_responses(400, 401, 404, 412, 422),
+    responses=error_responses(400, 401, 404, 412, 422, extra=response_headers(200, "ETag")),
 )
 async def update_conversation(
     conversation_id: uuid.UUID,
     body: ConversationUpdate,
     session: WriteSessionDep,
     response: Response,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
 ) -> ConversationRead:
     """Change title or tags; with If-Match, only if the version still matches (else 412)."""
     conversation = await service.update(session, conversation_id, body, parse_if_match(if_match))

@@ -9,16 +9,16 @@ from app.conversations.fork import ConversationFork
 from app.conversations.schemas import ConversationRead
 from app.conversations.service import etag
 from app.db.session import WriteSessionDep
-from app.errors import error_responses
+from app.errors import database_responses, error_responses, response_headers
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
 
 
 @router.post(
     "/{conversation_id}/fork",
     response_model=ConversationRead,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 404, 409, 422),
+    responses=error_responses(401, 404, 409, 422, extra=response_headers(201, "ETag")),
 )
 async def fork_conversation(
     conversation_id: uuid.UUID, body: ConversationFork, session: WriteSessionDep, response: Response

@@ -12,12 +12,12 @@ from app.conversations import llm_calls, repository
 from app.conversations import settings as settings_service
 from app.conversations.sdk_schemas import ConfirmationPolicy, SecurityAnalyzer
 from app.db.session import DatabaseDep, ReadSessionDep, WriteSessionDep
-from app.errors import AppError, NotFound, error_responses
+from app.errors import AppError, NotFound, database_responses, error_responses
 from app.http import Success
 from app.validators import reject_unstorable
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["openhands"])
+router = APIRouter(prefix="/conversations", tags=["openhands"], responses=database_responses())
 
 
 class PolicyUpdate(BaseModel):

@@ -170,8 +170,9 @@ class ConversationCreate(SdkCreateOptions):
 
 
 class ConversationUpdate(BaseModel):
-    """Fields to change; absent fields are left as they are."""
+    """Fields to change; absent fields are left as they are (any other field is 422)."""
 
+    model_config = ConfigDict(extra="forbid")
     _storable = model_validator(mode="before")(reject_unstorable)
 
     title: Title | None = None

@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from app.conversations import secrets
 from app.conversations.secrets_schemas import ConversationSecretsUpdate, SecretsUpdated
 from app.db.session import WriteSessionDep
-from app.errors import error_responses
+from app.errors import database_responses, error_responses
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
 
 
 @router.post(

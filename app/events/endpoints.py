@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.db.session import ReadSessionDep
-from app.errors import Unprocessable, error_responses
+from app.errors import Unprocessable, database_responses, error_responses
 from app.events import service
 from app.events.schemas import (
     EVENT_KINDS,
@@ -19,7 +19,11 @@ from app.events.schemas import (
 )
 from app.http import JSONBytes, WithSeq
 
-router = APIRouter(prefix="/conversations/{conversation_id}/events", tags=["events"])
+router = APIRouter(
+    prefix="/conversations/{conversation_id}/events",
+    tags=["events"],
+    responses=database_responses(),
+)
 
 MAX_BATCH = 100
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from app.db.session import ReadSessionDep, WriteSessionDep
-from app.errors import error_responses
+from app.errors import database_responses, error_responses, response_headers
 from app.http import parse_if_match
 from app.skills import service
 from app.skills.schemas import (
@@ -21,7 +21,7 @@ from app.skills.schemas import (
     SkillUpdate,
 )
 
-router = APIRouter(prefix="/skills", tags=["skills"])
+router = APIRouter(prefix="/skills", tags=["skills"], responses=database_responses())
 
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="The skill's name")]
 IfMatch = Annotated[
@@ -39,7 +39,7 @@ def _read(skill: object, response: Response) -> SkillRead:
     "",
     response_model=SkillRead,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 409, 413, 422),
+    responses=error_responses(401, 409, 413, 422, extra=response_headers(201, "ETag")),
 )
 async def create_skill(
     body: SkillCreate, session: WriteSessionDep, response: Response
@@ -64,7 +64,11 @@ async def list_skills(
     )
 
 
-@router.get("/{name}", response_model=SkillRead, responses=error_responses(401, 404, 422))
+@router.get(
+    "/{name}",
+    response_model=SkillRead,
+    responses=error_responses(401, 404, 422, extra=response_headers(200, "ETag")),
+)
 async def get_skill(name: NameParam, session: ReadSessionDep, response: Response) -> SkillRead:
     """Get one skill; its ETag is its version."""
     return _read(await service.get(session, name), response)
@@ -73,7 +77,9 @@ async def get_skill(name: NameParam, session: ReadSessionDep, response: Response
 @router.patch(
     "/{name}",
     response_model=SkillRead,
-    responses=error_responses(400, 401, 404, 409, 412, 413, 422),
+    responses=error_responses(
+        400, 401, 404, 409, 412, 413, 422, extra=response_headers(200, "ETag")
+    ),
 )
 async def update_skill(
     name: NameParam,
@@ -120,7 +126,7 @@ async def list_revisions(
 @router.post(
     "/{name}/rollback",
     response_model=SkillRead,
-    responses=error_responses(400, 401, 404, 409, 412, 422),
+    responses=error_responses(400, 401, 404, 409, 412, 422, extra=response_headers(200, "ETag")),
 )
 async def rollback_skill(
     name: NameParam,

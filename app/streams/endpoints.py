@@ -23,8 +23,8 @@ from app.clock import utcnow
 from app.config import Settings
 from app.conversations import repository as conversations
 from app.conversations.state import full_state
-from app.db.session import Database
-from app.errors import AppError, BadRequest, ErrorResponse, NotFound
+from app.db.session import Database, DatabaseDep
+from app.errors import AppError, BadRequest, NotFound, database_responses, error_responses
 from app.events import service as events_service
 from app.events.schemas import (
     UserMessageCreate,
@@ -36,7 +36,7 @@ from app.security import key_accepted
 from app.streams.hub import READ_LIMIT, EventHub, Subscription
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["streams"])
+router = APIRouter(tags=["streams"], responses=database_responses())
 sockets_router = APIRouter(tags=["streams"])
 
 _JSON = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
@@ -44,7 +44,6 @@ WS_POLICY_VIOLATION = 4001  # authentication failed
 WS_NOT_FOUND = 4004  # unknown conversation
 WS_TRY_AGAIN = 1013  # the client fell too far behind: reconnect with after_seq
 SSE_RETRY_MS = 1000  # the reconnection delay an EventSource client is told
-_ERROR_SCHEMA = f"#/components/schemas/{ErrorResponse.__name__}"
 
 
 async def _conversation(db: Database, conversation_id: uuid.UUID) -> Conversation | None:
@@ -110,14 +109,6 @@ def _last_event_id(value: str | None) -> int | None:
     return int(text)
 
 
-# FastAPI documents a response `model` in the route's media type, text/event-stream here;
-# errors are answered before the stream starts, as JSON.
-_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"content": {"application/json": {"schema": {"$ref": _ERROR_SCHEMA}}}}
-    for status in (400, 401, 404, 422)
-}
-
-
 @dataclass(frozen=True)
 class StreamStart:
     conversation_id: uuid.UUID
@@ -127,7 +118,7 @@ class StreamStart:
 
 async def stream_start(
     conversation_id: uuid.UUID,
-    request: Request,
+    db: DatabaseDep,
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     replay: Annotated[Literal["all"] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -135,7 +126,7 @@ async def stream_start(
     """Where a stream starts. A dependency, so that its 400 and 404 are JSON answers: the
     route's generator runs as the body of a 200 that has already begun."""
     resume = _last_event_id(last_event_id)
-    conversation = await _conversation(request.app.state.db, conversation_id)
+    conversation = await _conversation(db, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found")
     if resume is not None:
@@ -150,10 +141,14 @@ async def stream_start(
 @router.get(
     "/conversations/{conversation_id}/events/stream",
     response_class=EventSourceResponse,
-    responses={
-        **_JSON_ERRORS,
-        200: {"description": "SSE; each `id` is the event's seq, `data` the event as JSON"},
-    },
+    # Errors are answered before the stream starts, as JSON (app.openapi documents them so).
+    responses=error_responses(
+        400,
+        401,
+        404,
+        422,
+        extra={200: {"description": "SSE; each `id` is the event's seq, `data` the event as JSON"}},
+    ),
 )
 async def stream_events(
     start: Annotated[StreamStart, Depends(stream_start)],

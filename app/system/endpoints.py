@@ -7,7 +7,7 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,8 +17,9 @@ from app.agent.tools import ALL_TOOLS
 from app.config import Settings
 from app.db.migrations import current_revision, describe_mismatch
 from app.db.session import DatabaseDep
-from app.errors import ServiceUnavailable, error_responses
-from app.metrics import REGISTRY
+from app.errors import ServiceUnavailable, database_responses, error_responses
+from app.metrics import exposition
+from app.runs import metrics as run_metrics
 from app.security import require_api_key
 
 router = APIRouter(tags=["system"])
@@ -104,12 +105,18 @@ async def server_info(request: Request) -> ServerInfo:
     )
 
 
+class PrometheusText(PlainTextResponse):
+    media_type = CONTENT_TYPE_LATEST
+
+
 @router.get(
     "/metrics",
-    response_class=PlainTextResponse,
+    response_class=PrometheusText,
     dependencies=[Depends(require_api_key)],
-    responses={**error_responses(401), 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={**error_responses(401), **database_responses()},
 )
-async def metrics() -> PlainTextResponse:
-    """This process's metrics in the Prometheus text format."""
-    return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(db: DatabaseDep) -> PrometheusText:
+    """Metrics in the Prometheus text format (every process's, in multiprocess mode)."""
+    runs = await run_metrics.families(db)
+    db.publish_pool_gauges()  # once the query above has given its connection back
+    return PrometheusText(await exposition(runs))

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from app.config import Settings
 from app.errors import error_responses
+from app.http import Success
 from app.workspace import files
 from app.workspace.bash import BashSearch, CommandRunner, TerminalDisabled
 from app.workspace.paths import MAX_PATH_CHARS
@@ -21,7 +22,6 @@ from app.workspace.schemas import (
     BashEventPage,
     BashEventSortOrder,
     FileUploadRead,
-    Success,
 )
 
 

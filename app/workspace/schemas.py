@@ -77,10 +77,6 @@ class BashEventSortOrder(StrEnum):
     TIMESTAMP_DESC = "TIMESTAMP_DESC"
 
 
-class Success(BaseModel):
-    success: bool = True
-
-
 class FileUploadRead(BaseModel):
     """What the OpenHands client reads after an upload (`success`, `file_size`)."""
 
