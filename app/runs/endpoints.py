@@ -5,19 +5,20 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import ReadSessionDep, WriteSessionDep
-from app.errors import error_responses
+from app.errors import database_responses, error_responses, response_headers
 from app.events import service as events_service
 from app.events.schemas import MessageEvent, UserMessageCreate
 from app.http import JSONBytes, Success, WithSeq
 from app.models import Run
 from app.runs import service
 from app.runs.messages import post_user_message
-from app.runs.schemas import ConfirmationAnswer, RunPage, RunRead
+from app.runs.schemas import ConfirmationAnswer, LLMCallPage, LLMCallRead, RunPage, RunRead
 from app.runs.wake import wake_worker
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=database_responses())
 
 
 @router.post(
@@ -64,14 +65,24 @@ _NO_ACTIVE_RUN: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _stopping(
-    run: Run | None, request: Request, background: BackgroundTasks, response: Response
+async def _read(session: AsyncSession, run: Run) -> RunRead:
+    """The run as shown, with its LLM usage."""
+    usage = await service.usage_of(session, [run])
+    return RunRead.with_usage(run, usage[run.id])
+
+
+async def _stopping(
+    session: AsyncSession,
+    run: Run | None,
+    request: Request,
+    background: BackgroundTasks,
+    response: Response,
 ) -> RunRead | None:
     if run is None:
         response.status_code = status.HTTP_200_OK
         return None
     wake_worker(request, background, run.id)
-    return RunRead.model_validate(run)
+    return await _read(session, run)
 
 
 @router.post(
@@ -89,7 +100,7 @@ async def pause_run(
 ) -> RunRead | None:
     """Stop the active run after its current step (202); 200 and null when none is active."""
     run = await service.pause(session, conversation_id)
-    return _stopping(run, request, background, response)
+    return await _stopping(session, run, request, background, response)
 
 
 @router.post(
@@ -108,7 +119,7 @@ async def interrupt_run(
     """Cancel the active run's in-flight LLM or tool call and stop it (202); 200 and null
     when none is active."""
     run = await service.interrupt(session, conversation_id)
-    return _stopping(run, request, background, response)
+    return await _stopping(session, run, request, background, response)
 
 
 @router.get(
@@ -124,13 +135,52 @@ async def list_runs(
 ) -> RunPage:
     """A conversation's runs, newest first, a keyset-paginated page at a time."""
     items, next_page_id = await service.list_for(session, conversation_id, limit, page_id)
-    return RunPage(items=[RunRead.model_validate(r) for r in items], next_page_id=next_page_id)
+    usage = await service.usage_of(session, items)  # one query for the page
+    runs = [RunRead.with_usage(run, usage[run.id]) for run in items]
+    return RunPage(items=runs, next_page_id=next_page_id)
 
 
 @router.get("/runs/{run_id}", response_model=RunRead, responses=error_responses(404, 422))
 async def get_run(run_id: uuid.UUID, session: ReadSessionDep) -> RunRead:
-    """One run."""
-    return RunRead.model_validate(await service.get(session, run_id))
+    """One run, with its LLM usage."""
+    return await _read(session, await service.get(session, run_id))
+
+
+@router.get(
+    "/conversations/{conversation_id}/llm_calls",
+    response_model=LLMCallPage,
+    responses=error_responses(400, 404, 422),
+)
+async def list_conversation_llm_calls(
+    conversation_id: uuid.UUID,
+    session: ReadSessionDep,
+    run_id: uuid.UUID | None = None,
+    page_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> LLMCallPage:
+    """The conversation's LLM calls (of one of its runs, with `run_id`), newest first."""
+    items, next_page_id = await service.list_llm_calls(
+        session, conversation_id, run_id, limit, page_id
+    )
+    calls = [LLMCallRead.model_validate(call) for call in items]
+    return LLMCallPage(items=calls, next_page_id=next_page_id)
+
+
+@router.get(
+    "/runs/{run_id}/llm_calls",
+    response_model=LLMCallPage,
+    responses=error_responses(400, 404, 422),
+)
+async def list_run_llm_calls(
+    run_id: uuid.UUID,
+    session: ReadSessionDep,
+    page_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> LLMCallPage:
+    """The run's LLM calls, newest first."""
+    items, next_page_id = await service.list_llm_calls(session, None, run_id, limit, page_id)
+    calls = [LLMCallRead.model_validate(call) for call in items]
+    return LLMCallPage(items=calls, next_page_id=next_page_id)
 
 
 @router.post(
@@ -138,7 +188,9 @@ async def get_run(run_id: uuid.UUID, session: ReadSessionDep) -> RunRead:
     tags=["events"],
     response_model=MessageEvent,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 404, 409, 422),
+    responses=error_responses(
+        401, 404, 409, 422, extra=response_headers(201, "X-Event-Seq", "X-Run-Id")
+    ),
 )
 async def send_message(
     conversation_id: uuid.UUID,

@@ -4,10 +4,38 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.models import RunStatus
+from app.models import Run, RunStatus
+from app.runs.calls_repository import Usage
 from app.validators import reject_unstorable
+
+
+class RunUsage(BaseModel):
+    """The run's LLM calls: counts, tokens, cost and latency (failed calls included)."""
+
+    llm_calls: int = 0
+    llm_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    # null when no call of the run had a price litellm knows
+    cost_usd: float | None = None
+    latency_ms_total: float = 0.0
+    latency_ms_mean: float | None = None
+
+    @classmethod
+    def of(cls, usage: Usage) -> "RunUsage":
+        return cls(
+            llm_calls=usage.llm_calls,
+            llm_errors=usage.llm_errors,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+            latency_ms_total=usage.latency_ms_total,
+            latency_ms_mean=usage.latency_ms_total / usage.llm_calls if usage.llm_calls else None,
+        )
 
 
 class RunRead(BaseModel):
@@ -27,6 +55,13 @@ class RunRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    usage: RunUsage = Field(default_factory=RunUsage)
+
+    @classmethod
+    def with_usage(cls, run: Run, usage: Usage) -> "RunRead":
+        read = cls.model_validate(run)
+        read.usage = RunUsage.of(usage)
+        return read
 
 
 class RunPage(BaseModel):
@@ -41,3 +76,25 @@ class ConfirmationAnswer(BaseModel):
     _storable = model_validator(mode="before")(reject_unstorable)
     accept: bool
     reason: Annotated[str, StringConstraints(max_length=4096)] = "User rejected the action"
+
+
+class LLMCallRead(BaseModel):
+    """One LLM request of a conversation (its run's, when made in one)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    run_id: uuid.UUID | None
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    latency_ms: float
+    error: str | None
+    created_at: datetime
+
+
+class LLMCallPage(BaseModel):
+    items: list[LLMCallRead]
+    next_page_id: str | None = None

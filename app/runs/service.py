@@ -3,6 +3,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,9 +13,18 @@ from app.conversations.state import record_full_state, reject_waiting, set_execu
 from app.errors import BadRequest, Conflict, NotFound
 from app.events import service as events_service
 from app.events.schemas import InterruptEvent, PauseEvent
-from app.models import ExecutionStatus, Run, RunStatus
+from app.models import ExecutionStatus, LLMCall, Run, RunStatus
 from app.pagination import decode_cursor, encode_cursor
-from app.runs import repository
+from app.runs import calls_repository, repository
+from app.runs.calls_repository import Usage
+
+
+class _Keyed(Protocol):
+    id: uuid.UUID
+    created_at: datetime
+
+
+T = TypeVar("T", bound=_Keyed)
 
 # A conversation waiting for confirmation starts again: that accepts its waiting actions.
 STARTABLE = (
@@ -133,26 +143,60 @@ async def get(session: AsyncSession, run_id: uuid.UUID) -> Run:
     return run
 
 
+def _key_after(page_id: str | None, scope: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) key a newest-first cursor of `scope` carries, or None."""
+    if not page_id:
+        return None
+    cursor = decode_cursor(page_id, scope=scope, order="desc")
+    try:
+        return datetime.fromisoformat(cursor["at"]).astimezone(UTC), uuid.UUID(cursor["id"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise BadRequest("page_id is not a valid cursor") from exc
+
+
+def _next_page(rows: list[T], limit: int, scope: str) -> tuple[list[T], str | None]:
+    """The first `limit` rows (of limit + 1 read), and the cursor after them if more exist."""
+    items = rows[:limit]
+    if len(rows) <= limit:
+        return items, None
+    last = items[-1]
+    key = {"at": last.created_at.isoformat(), "id": str(last.id)}
+    return items, encode_cursor({"scope": scope, "order": "desc", **key})
+
+
 async def list_for(
     session: AsyncSession, conversation_id: uuid.UUID, limit: int, page_id: str | None
 ) -> tuple[list[Run], str | None]:
     if await conversations.get(session, conversation_id) is None:
         raise NotFound(f"conversation {conversation_id} not found")
     scope = f"runs:{conversation_id}"
-    after = None
-    if page_id:
-        cursor = decode_cursor(page_id, scope=scope, order="desc")
-        try:
-            at = datetime.fromisoformat(cursor["at"]).astimezone(UTC)
-            after = (at, uuid.UUID(cursor["id"]))
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise BadRequest("page_id is not a valid cursor") from exc
+    after = _key_after(page_id, scope)
     rows = list(await repository.page(session, conversation_id, after, limit + 1))
-    items = rows[:limit]
-    next_page_id = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_page_id = encode_cursor(
-            {"scope": scope, "order": "desc", "at": last.created_at.isoformat(), "id": str(last.id)}
-        )
-    return items, next_page_id
+    return _next_page(rows, limit, scope)
+
+
+async def usage_of(session: AsyncSession, runs: list[Run]) -> dict[uuid.UUID, Usage]:
+    """Each run's LLM usage (a run without a call has the zero Usage), in one query."""
+    found = await calls_repository.usage_by_run(session, [run.id for run in runs])
+    return {run.id: found.get(run.id, Usage()) for run in runs}
+
+
+async def list_llm_calls(
+    session: AsyncSession,
+    conversation_id: uuid.UUID | None,
+    run_id: uuid.UUID | None,
+    limit: int,
+    page_id: str | None,
+) -> tuple[list[LLMCall], str | None]:
+    """A conversation's LLM calls (or one run's: give `run_id` alone), newest first."""
+    if run_id is not None:
+        run = await get(session, run_id)
+        if conversation_id is not None and run.conversation_id != conversation_id:
+            raise NotFound(f"run {run_id} not found in conversation {conversation_id}")
+        conversation_id = run.conversation_id
+    elif conversation_id is None or await conversations.get(session, conversation_id) is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    scope = f"llm_calls:{conversation_id}:{run_id or ''}"
+    after = _key_after(page_id, scope)
+    rows = await calls_repository.page(session, conversation_id, run_id, limit + 1, after)
+    return _next_page(rows, limit, scope)
