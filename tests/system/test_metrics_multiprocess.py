@@ -12,10 +12,14 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from app.db.session import Database
 from tests.conftest import create_conversation, make_app, serve_app
 from tests.procs import ROOT
 from tests.system.scrape import Scrape
+
+pytestmark = pytest.mark.slow  # two child processes, each importing the app
 
 START_SECONDS = 150.0  # an app's imports on a busy machine; only bounds a hang
 
