@@ -66,7 +66,7 @@ from schemathesis.specs.openapi.checks import (
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import BASE_URL
-from tests.dbutil import create_database, drop_database, is_postgres
+from tests.dbutil import create_database, drop_database
 from tests.procs import free_port, start_server, stop, wait_ready
 
 pytestmark = pytest.mark.slow  # a server process
@@ -105,9 +105,7 @@ CHECKS = [
     response_headers_conformance,
 ]
 
-# Fuzzed cases per operation (the examples and coverage phases add their own): 50 on SQLite;
-# 10 on Postgres, where every operation is still fuzzed (keeps .ci/run in its budget).
-MAX_EXAMPLES = 10 if is_postgres(BASE_URL) else 50
+MAX_EXAMPLES = 50  # fuzzed cases per operation; the examples and coverage phases add their own
 # The first ask_agent/condense of a server without a run worker loads litellm (seconds of CPU,
 # many more on a busy machine): a hang still fails, that first answer does not.
 REQUEST_TIMEOUT = 60.0

@@ -14,7 +14,8 @@ Checked once against a broken variant (search_text not cut, in a scratch copy): 
 here failed on both databases. The body filter without a match went from 2.4 to 24 ms on
 SQLite and from 1.9 to 19 ms on Postgres, with a match from 2.6 to 7.4 and 1.8 to 8.5 ms,
 Postgres' filtered count from 1.5 to 9.1 ms; appending the message took 315 and 426 ms (about
-70 and 100 ms with the cut).
+70 and 100 ms with the cut). The bound is 3x + 10 ms (two test passes at once on 2 cores vary
+that much): the broken variant's no-match body filter (10x) still fails it on both databases.
 """
 
 import statistics
@@ -157,7 +158,7 @@ async def test_a_large_message_does_not_slow_search(
     slow = {
         name: (round(before[name], 2), round(after[name], 2))
         for name in QUERIES
-        if name not in RETURNS_THE_LARGE_EVENT and after[name] > 2 * before[name] + 1
+        if name not in RETURNS_THE_LARGE_EVENT and after[name] > 3 * before[name] + 10
     }
     assert not slow, slow
     for name in RETURNS_THE_LARGE_EVENT:  # a pathology bound only: they carry 4 MiB
