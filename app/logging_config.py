@@ -46,15 +46,6 @@ def install_request_ids() -> None:
     on_every_record(_set_request_id)
 
 
-class _WithRequestId(logging.Filter):
-    """For records made before install_request_ids (or by another factory)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get() or "-"
-        return True
-
-
 class JsonLines(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, request_id,
     and the traceback as `exception` when there is one."""
@@ -77,8 +68,8 @@ class JsonLines(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Root handler on stderr in `fmt` ("text" or "json"), at `level`. Called once, by the
     command line, before anything logs."""
+    install_request_ids()  # before any record: every one then has `request_id`
     handler = logging.StreamHandler()
-    handler.addFilter(_WithRequestId())
     handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(_TEXT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 

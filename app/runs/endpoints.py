@@ -15,7 +15,7 @@ from app.http import JSONBytes, Success, WithSeq
 from app.models import Run
 from app.runs import service
 from app.runs.messages import post_user_message
-from app.runs.schemas import ConfirmationAnswer, LLMCallPage, LLMCallRead, RunPage, RunRead
+from app.runs.schemas import ConfirmationAnswer, LLMCallPage, RunPage, RunRead
 from app.runs.wake import wake_worker
 
 router = APIRouter(tags=["runs"], responses=database_responses())
@@ -159,11 +159,10 @@ async def list_conversation_llm_calls(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> LLMCallPage:
     """The conversation's LLM calls (of one of its runs, with `run_id`), newest first."""
-    items, next_page_id = await service.list_llm_calls(
+    calls, next_page_id = await service.list_llm_calls(
         session, conversation_id, run_id, limit, page_id
     )
-    calls = [LLMCallRead.model_validate(call) for call in items]
-    return LLMCallPage(items=calls, next_page_id=next_page_id)
+    return LLMCallPage.of(calls, next_page_id)
 
 
 @router.get(
@@ -178,9 +177,8 @@ async def list_run_llm_calls(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> LLMCallPage:
     """The run's LLM calls, newest first."""
-    items, next_page_id = await service.list_llm_calls(session, None, run_id, limit, page_id)
-    calls = [LLMCallRead.model_validate(call) for call in items]
-    return LLMCallPage(items=calls, next_page_id=next_page_id)
+    calls, next_page_id = await service.list_llm_calls(session, None, run_id, limit, page_id)
+    return LLMCallPage.of(calls, next_page_id)
 
 
 @router.post(

@@ -1,12 +1,13 @@
 """Run API schemas."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.models import Run, RunStatus
+from app.models import LLMCall, Run, RunStatus
 from app.runs.calls_repository import Usage
 from app.validators import reject_unstorable
 
@@ -98,3 +99,8 @@ class LLMCallRead(BaseModel):
 class LLMCallPage(BaseModel):
     items: list[LLMCallRead]
     next_page_id: str | None = None
+
+    @classmethod
+    def of(cls, calls: Sequence[LLMCall], next_page_id: str | None) -> "LLMCallPage":
+        items = [LLMCallRead.model_validate(call) for call in calls]
+        return cls(items=items, next_page_id=next_page_id)
