@@ -5,12 +5,18 @@
 # PATH, else a small venv holding uv that is built once per machine outside the checkout
 # (AGENT_SERVER_UV_VENV, default ~/.cache/agent-server/uv) with pip. Both resolve the same
 # versions from pyproject.toml. When uv cannot be had or its install fails, pip does it.
+#
+# Either way the installed packages are compiled to bytecode at install time (pip does it by
+# default, uv with --compile-bytecode): with PYTHONDONTWRITEBYTECODE set, as on CI machines,
+# nothing is cached at import, and every process (each server a test starts) would compile
+# litellm and the rest from source again, seconds of CPU each.
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 extras=""
 [ "${1:-}" = "dev" ] && extras="[dev]"
 stamp=".venv/.installed${extras:+-dev}"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+# Reinstalled when pyproject.toml or this script (how it installs) changes.
+want="$(cat pyproject.toml scripts/_venv.sh | sha256sum | cut -d' ' -f1)"
 
 _uv() {  # the path of a working uv, or nothing
   local tool="${AGENT_SERVER_UV_VENV:-$HOME/.cache/agent-server/uv}"
@@ -41,7 +47,8 @@ _pip_install() {
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if uv_bin="$(_uv)" && [ -n "$uv_bin" ]; then
     { [ -x .venv/bin/python ] || "$uv_bin" venv --quiet --python "$PYTHON" .venv; } \
-      && "$uv_bin" pip install --quiet --python .venv/bin/python -e ".${extras}" \
+      && "$uv_bin" pip install --quiet --compile-bytecode --python .venv/bin/python \
+        -e ".${extras}" \
       || { echo "uv could not install the project: installing with pip" >&2; _pip_install; }
   else
     echo "uv is not available: installing with pip (a minute or two)" >&2
