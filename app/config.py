@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # encrypts, all decrypt. Unset: credentials are stored unencrypted (a warning at start).
     secret_key: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
+    # How long an Idempotency-Key's stored response is replayed (then the key is pruned).
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+
     # Runs
     max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
     run_lease_seconds: float = Field(default=30.0, gt=0)

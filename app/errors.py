@@ -88,6 +88,12 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
     },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored response of an earlier request with the"
+        " same Idempotency-Key (absent otherwise)",
+        "required": True,
+        "schema": {"type": "string", "const": "true"},
+    },
     "Retry-After": {
         "description": "Seconds to wait before trying again",
         "required": True,

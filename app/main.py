@@ -22,7 +22,7 @@ from app.conversations.endpoints import router as conversations_router
 from app.conversations.fork_endpoints import router as fork_router
 from app.conversations.openhands_endpoints import router as openhands_router
 from app.conversations.secrets_endpoints import router as conversation_secrets_router
-from app.db.availability import unavailable_reason
+from app.db.availability import RETRY_AFTER_SECONDS, unavailable_reason
 from app.db.migrations import head_revision
 from app.db.notify import Listener
 from app.db.session import Database
@@ -64,10 +64,6 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "too_many_requests",
 }
-
-
-# What a 503 for a database that cannot serve now (see app/db/availability.py) suggests.
-RETRY_AFTER_SECONDS = 1
 
 
 class _ErrorJSON(JSONResponse):

@@ -23,6 +23,11 @@ def _presented_key(x_session_api_key: str | None, authorization: str | None) -> 
     return None
 
 
+def presented_key(headers: Headers) -> str | None:
+    """The session API key a request presents (X-Session-API-Key, else a Bearer token)."""
+    return _presented_key(headers.get("x-session-api-key"), headers.get("authorization"))
+
+
 def key_accepted(settings: Settings, presented: str | None) -> bool:
     """True when no keys are configured, or `presented` is one of them."""
     if not settings.session_api_keys:
@@ -62,10 +67,7 @@ class ApiKeyGate:
             and self.settings.session_api_keys
             and str(scope["path"]).startswith(GUARDED_PREFIXES)
         ):
-            headers = Headers(scope=scope)
-            presented = _presented_key(
-                headers.get("x-session-api-key"), headers.get("authorization")
-            )
+            presented = presented_key(Headers(scope=scope))
             if not key_accepted(self.settings, presented):
                 error = _unauthorized()
                 response = JSONResponse(
@@ -101,8 +103,6 @@ async def require_api_key(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> None:
     settings: Settings = request.app.state.settings
-    headers = request.headers
-    presented = _presented_key(headers.get("x-session-api-key"), headers.get("authorization"))
-    if key_accepted(settings, presented):
+    if key_accepted(settings, presented_key(request.headers)):
         return
     raise _unauthorized()

@@ -16,12 +16,18 @@ from app.conversations.schemas import (
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import database_responses, error_responses, header_objects, response_headers
 from app.http import parse_if_match
+from app.idempotency.route import IDEMPOTENT, IdempotentRoute
 from app.models import ExecutionStatus
 from app.runs import service as runs_service
 from app.runs.wake import wake_worker
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
+router = APIRouter(
+    prefix="/conversations",
+    tags=["conversations"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 IfMatch = Annotated[
     str | None, Header(description='The conversation\'s ETag (e.g. "3"); a stale one is 412')
 ]
@@ -31,6 +37,7 @@ MAX_BATCH = 100
 
 @router.post(
     "",
+    dependencies=[IDEMPOTENT],
     response_model=ConversationRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(

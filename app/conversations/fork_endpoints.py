@@ -10,12 +10,19 @@ from app.conversations.schemas import ConversationRead
 from app.conversations.service import etag
 from app.db.session import WriteSessionDep
 from app.errors import database_responses, error_responses, response_headers
+from app.idempotency.route import IDEMPOTENT, IdempotentRoute
 
-router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
+router = APIRouter(
+    prefix="/conversations",
+    tags=["conversations"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 
 
 @router.post(
     "/{conversation_id}/fork",
+    dependencies=[IDEMPOTENT],
     response_model=ConversationRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(401, 404, 409, 422, extra=response_headers(201, "ETag")),

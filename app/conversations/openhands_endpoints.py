@@ -14,10 +14,16 @@ from app.conversations.sdk_schemas import ConfirmationPolicy, SecurityAnalyzer
 from app.db.session import DatabaseDep, ReadSessionDep, WriteSessionDep
 from app.errors import AppError, NotFound, database_responses, error_responses
 from app.http import Success
+from app.idempotency.route import IDEMPOTENT, IdempotentRoute
 from app.validators import reject_unstorable
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["openhands"], responses=database_responses())
+router = APIRouter(
+    prefix="/conversations",
+    tags=["openhands"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 
 
 class PolicyUpdate(BaseModel):
@@ -49,6 +55,7 @@ class NotImplementedHere(AppError):
 
 @router.post(
     "/{conversation_id}/confirmation_policy",
+    dependencies=[IDEMPOTENT],
     response_model=Success,
     responses=error_responses(401, 404, 422),
 )
@@ -63,6 +70,7 @@ async def set_confirmation_policy(
 
 @router.post(
     "/{conversation_id}/security_analyzer",
+    dependencies=[IDEMPOTENT],
     response_model=Success,
     responses=error_responses(401, 404, 422),
 )

@@ -8,13 +8,20 @@ from app.conversations import secrets
 from app.conversations.secrets_schemas import ConversationSecretsUpdate, SecretsUpdated
 from app.db.session import WriteSessionDep
 from app.errors import database_responses, error_responses
+from app.idempotency.route import IDEMPOTENT, IdempotentRoute
 from app.vault.endpoints import VaultDep
 
-router = APIRouter(prefix="/conversations", tags=["conversations"], responses=database_responses())
+router = APIRouter(
+    prefix="/conversations",
+    tags=["conversations"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 
 
 @router.post(
     "/{conversation_id}/secrets",
+    dependencies=[IDEMPOTENT],
     response_model=SecretsUpdated,
     responses=error_responses(401, 404, 409, 422),
 )

@@ -7,8 +7,14 @@ error in the request or in the code: it answers 503 with Retry-After, not 500.
 """
 
 import sqlite3
+from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
+
+from app.errors import ServiceUnavailable
+
+# Seconds a client is told to wait before retrying (Retry-After of every such 503).
+RETRY_AFTER_SECONDS = 1
 
 # Postgres SQLSTATEs of a server that cannot take this connection or query now.
 _UNAVAILABLE_SQLSTATES = {
@@ -27,18 +33,35 @@ _SQLITE_BUSY = ("database is locked", "database is busy", "database table is loc
 
 def unavailable_reason(error: BaseException) -> str | None:
     """Why the database could not serve the request now, or None when `error` is not that."""
+    for cause in _causes(error):
+        reason = _reason(cause)
+        if reason is not None:
+            return reason
+    return None
+
+
+def connection_lost(error: BaseException) -> bool:
+    """True when `error` is the database connection breaking (not a refusal or a timeout)."""
+    return any(
+        (isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated)
+        or isinstance(cause, ConnectionError)
+        or str(getattr(cause, "sqlstate", "")).startswith("08")
+        for cause in _causes(error)
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what caused it (the driver's error a SQLAlchemy error wraps, or the
+    exception it was raised from or during), each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        reason = _reason(current)
-        if reason is not None:
-            return reason
+        yield current
         orig = getattr(current, "orig", None)
         current = (
             orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
         )
-    return None
 
 
 def _reason(error: BaseException) -> str | None:
@@ -53,3 +76,19 @@ def _reason(error: BaseException) -> str | None:
     if isinstance(error, ConnectionError):
         return "the database cannot be reached"
     return None
+
+
+class CommitOutcomeUnknown(ServiceUnavailable):
+    """The connection broke while the database was committing: the change may or may not
+    have been made. Retrying with the same Idempotency-Key tells which, and never makes it
+    twice."""
+
+    code = "commit_outcome_unknown"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the database connection was lost while committing: the change may or may not have"
+            " been saved; retry with the same Idempotency-Key to get its outcome (without one,"
+            " read before retrying)",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )

@@ -11,13 +11,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    AsyncSessionTransaction,
+    async_sessionmaker,
+)
 
 from app.config import Settings
+from app.db.availability import CommitOutcomeUnknown, connection_lost
 from app.db.engine import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, create_engine
 from app.metrics import (
     DB_POOL_IN_USE,
@@ -102,8 +108,13 @@ class Database:
                 await self._pass_write_gate(stack)
             factory = self._write_factory if write else self._read_factory
             session = await stack.enter_async_context(factory())
-            async with session.begin():
+            transaction = await session.begin()
+            try:
                 yield session
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await _commit(transaction)
             appended = session.info.pop(APPENDED, None)
         if appended:
             self.announce(appended)
@@ -143,6 +154,17 @@ class Database:
         await self.engine.dispose()
 
 
+async def _commit(transaction: AsyncSessionTransaction) -> None:
+    """Commit; a connection lost during the COMMIT leaves its outcome unknown (the database
+    may have committed and the answer been lost), which is said as such."""
+    try:
+        await transaction.commit()
+    except Exception as exc:
+        if connection_lost(exc):
+            raise CommitOutcomeUnknown() from exc
+        raise
+
+
 def _pool_waiters(pool: Any) -> int:
     """Tasks waiting for a connection of an async queue pool: the waiters of the asyncio
     queue inside SQLAlchemy's AsyncAdaptedQueue (no public API tells); 0 if it has none."""
@@ -166,7 +188,27 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# request.state attribute: a write session opened for the request by its caller (see
+# share_write_session); the route's WriteSessionDep then works in it.
+_SHARED = "shared_write_session"
+
+
+@contextlib.contextmanager
+def share_write_session(request: Request, session: AsyncSession) -> Iterator[None]:
+    """While inside, the request's WriteSessionDep is `session`, a transaction its caller
+    opened and will end (the idempotency keys store a response in the route's transaction)."""
+    setattr(request.state, _SHARED, session)
+    try:
+        yield
+    finally:
+        delattr(request.state, _SHARED)
+
+
 async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    shared: AsyncSession | None = getattr(request.state, _SHARED, None)
+    if shared is not None:
+        yield shared  # its caller commits or rolls back
+        return
     async with get_database(request).session(write=True) as session:
         yield session
 

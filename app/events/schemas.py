@@ -331,6 +331,12 @@ class UserMessageCreate(BaseModel):
     sender: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None, description="Who sent it, when not the conversation's user (OpenHands)"
     )
+    id: Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,64}$")] | None = Field(
+        default=None,
+        description="The event's id, chosen by the client (1-64 visible ASCII characters;"
+        " a UUID is best). A retry with an id the conversation already has appends nothing"
+        " and answers that event. Absent: the server makes one.",
+    )
     run: bool = False
 
 

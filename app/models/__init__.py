@@ -2,6 +2,7 @@
 
 from app.models.conversation import Conversation, ExecutionStatus
 from app.models.event import Event, EventCount
+from app.models.idempotency import IdempotencyKey
 from app.models.run import ACTIVE_PREDICATE, ACTIVE_STATUSES, LLMCall, Run, RunStatus
 from app.models.skill import Skill, SkillRevision
 
@@ -12,6 +13,7 @@ __all__ = [
     "Event",
     "EventCount",
     "ExecutionStatus",
+    "IdempotencyKey",
     "LLMCall",
     "Run",
     "RunStatus",

@@ -8,21 +8,27 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import ReadSessionDep, WriteSessionDep
-from app.errors import database_responses, error_responses, response_headers
+from app.errors import database_responses, error_responses, header_objects, response_headers
 from app.events import service as events_service
 from app.events.schemas import MessageEvent, UserMessageCreate
 from app.http import JSONBytes, Success, WithSeq
+from app.idempotency.route import IDEMPOTENT, REPLAYED, IdempotentRoute
 from app.models import Run
 from app.runs import service
 from app.runs.messages import post_user_message
 from app.runs.schemas import ConfirmationAnswer, LLMCallPage, RunPage, RunRead
 from app.runs.wake import wake_worker
 
-router = APIRouter(tags=["runs"], responses=database_responses())
+router = APIRouter(
+    tags=["runs"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 
 
 @router.post(
     "/conversations/{conversation_id}/run",
+    dependencies=[IDEMPOTENT],
     response_model=RunRead,
     status_code=status.HTTP_202_ACCEPTED,
     responses=error_responses(404, 409, 422),
@@ -41,6 +47,7 @@ async def start_run(
 
 @router.post(
     "/conversations/{conversation_id}/events/respond_to_confirmation",
+    dependencies=[IDEMPOTENT],
     response_model=Success,
     responses=error_responses(401, 404, 409, 422),
 )
@@ -87,6 +94,7 @@ async def _stopping(
 
 @router.post(
     "/conversations/{conversation_id}/pause",
+    dependencies=[IDEMPOTENT],
     response_model=RunRead | None,
     status_code=status.HTTP_202_ACCEPTED,
     responses=error_responses(404, 422, extra=_NO_ACTIVE_RUN),
@@ -105,6 +113,7 @@ async def pause_run(
 
 @router.post(
     "/conversations/{conversation_id}/interrupt",
+    dependencies=[IDEMPOTENT],
     response_model=RunRead | None,
     status_code=status.HTTP_202_ACCEPTED,
     responses=error_responses(404, 422, extra=_NO_ACTIVE_RUN),
@@ -183,11 +192,23 @@ async def list_run_llm_calls(
 
 @router.post(
     "/conversations/{conversation_id}/events",
+    dependencies=[IDEMPOTENT],
     tags=["events"],
     response_model=MessageEvent,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(
-        401, 404, 409, 422, extra=response_headers(201, "X-Event-Seq", "X-Run-Id")
+        401,
+        404,
+        409,
+        422,
+        extra={
+            **response_headers(201, "X-Event-Seq", "X-Run-Id"),
+            200: {
+                "description": "The conversation already has an event with this `id`: that"
+                " event, appended earlier (nothing is appended, no run is started)",
+                "headers": header_objects("X-Event-Seq", "Idempotent-Replayed"),
+            },
+        },
     ),
 )
 async def send_message(
@@ -199,12 +220,15 @@ async def send_message(
     with_seq: WithSeq = False,
 ) -> JSONBytes:
     """Append a user message; its seq is in the X-Event-Seq header. With `run`, start a run
-    (an active run takes the message at its next step); the run's id is in X-Run-Id."""
-    stored, run = await post_user_message(session, conversation_id, body, run=body.run)
+    (an active run takes the message at its next step); the run's id is in X-Run-Id. With an
+    `id` the conversation already has, nothing is appended or started: 200 with that event
+    (and `Idempotent-Replayed: true`)."""
+    stored, run, replayed = await post_user_message(session, conversation_id, body, run=body.run)
     headers = {"X-Event-Seq": str(stored["seq"])}
+    if replayed:
+        headers[REPLAYED] = "true"
     if run is not None:
         wake_worker(request, background, run.id)
         headers["X-Run-Id"] = str(run.id)
-    return JSONBytes(
-        events_service.shown(stored, with_seq), status_code=status.HTTP_201_CREATED, headers=headers
-    )
+    code = status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
+    return JSONBytes(events_service.shown(stored, with_seq), status_code=code, headers=headers)

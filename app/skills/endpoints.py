@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from app.db.session import ReadSessionDep, WriteSessionDep
 from app.errors import database_responses, error_responses, response_headers
 from app.http import parse_if_match
+from app.idempotency.route import IDEMPOTENT, IdempotentRoute
 from app.skills import service
 from app.skills.schemas import (
     NAME_PATTERN,
@@ -21,7 +22,12 @@ from app.skills.schemas import (
     SkillUpdate,
 )
 
-router = APIRouter(prefix="/skills", tags=["skills"], responses=database_responses())
+router = APIRouter(
+    prefix="/skills",
+    tags=["skills"],
+    responses=database_responses(),
+    route_class=IdempotentRoute,
+)
 
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="The skill's name")]
 IfMatch = Annotated[
@@ -37,6 +43,7 @@ def _read(skill: object, response: Response) -> SkillRead:
 
 @router.post(
     "",
+    dependencies=[IDEMPOTENT],
     response_model=SkillRead,
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(401, 409, 413, 422, extra=response_headers(201, "ETag")),
@@ -125,6 +132,7 @@ async def list_revisions(
 
 @router.post(
     "/{name}/rollback",
+    dependencies=[IDEMPOTENT],
     response_model=SkillRead,
     responses=error_responses(400, 401, 404, 409, 412, 422, extra=response_headers(200, "ETag")),
 )

@@ -226,7 +226,7 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             continue
         try:
             async with db.session(write=True) as session:
-                _, run = await post_user_message(session, conversation_id, body, run=True)
+                run = (await post_user_message(session, conversation_id, body, run=True)).run
         except AppError as exc:
             error = {"type": "error", "message": exc.message}
             await websocket.send_text(orjson.dumps(error).decode())

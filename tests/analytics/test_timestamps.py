@@ -39,6 +39,8 @@ def _migration(name: str) -> ModuleType:
 
 
 M0014 = _migration("0014_sqlite_iso_timestamps.py")
+# Tables that later migrations create: their rows are written in the ISO form from the start.
+CREATED_AFTER_0014 = {"idempotency_keys"}
 
 
 def test_0014_rewrites_every_utc_datetime_column() -> None:
@@ -46,7 +48,7 @@ def test_0014_rewrites_every_utc_datetime_column() -> None:
         (table.name, column.name)
         for table in Base.metadata.sorted_tables
         for column in table.columns
-        if isinstance(column.type, UTCDateTime)
+        if isinstance(column.type, UTCDateTime) and table.name not in CREATED_AFTER_0014
     }
     listed = {(table, column) for table, columns in M0014.COLUMNS.items() for column in columns}
     assert listed == modelled
