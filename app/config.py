@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     # Postgres: write transactions holding a connection at once (the rest queue for a slot).
     db_max_concurrent_writes: int = Field(default=4, ge=1, le=500)
+    # The longest a write waits for its turn (a write slot; SQLite: this process's write
+    # lock) before answering 503 with Retry-After.
+    db_write_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     log_level: str = "INFO"
     # "text" (one line per record) or "json" (one JSON object per record).
@@ -38,6 +41,9 @@ class Settings(BaseSettings):
 
     # Runs
     max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
+    # Runs waiting for a slot, counted in the database (all processes): a start beyond this
+    # answers 429 with Retry-After.
+    max_queued_runs: int = Field(default=1000, ge=1, le=1_000_000)
     run_lease_seconds: float = Field(default=30.0, gt=0)
     run_worker_enabled: bool = True
     worker_poll_seconds: float = Field(default=0.5, gt=0)

@@ -72,6 +72,11 @@ class Unprocessable(AppError):
     code = "validation_error"
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"

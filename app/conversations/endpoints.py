@@ -43,6 +43,7 @@ MAX_BATCH = 100
     responses=error_responses(
         401,
         422,
+        429,
         extra={
             200: {
                 "model": ConversationRead,
@@ -65,7 +66,9 @@ async def create_conversation(
     `initial_message` with `run: true` starts a run of the new conversation (X-Run-Id)."""
     conversation, created = await service.create(session, body, vault)
     if created and body.initial_message is not None and body.initial_message.run:
-        run = await runs_service.start(session, conversation.id)
+        run = await runs_service.start(
+            session, conversation.id, request.app.state.settings.max_queued_runs
+        )
         wake_worker(request, background, run.id)
         response.headers["X-Run-Id"] = str(run.id)
         await repository.reread(session, conversation)

@@ -64,6 +64,14 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         )
 
 
+def sqlite_busy(error: BaseException) -> bool:
+    """True when `error` is SQLite's "database is locked" after its busy timeout."""
+    return any(
+        isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(_SQLITE_BUSY)
+        for cause in _causes(error)
+    )
+
+
 def _reason(error: BaseException) -> str | None:
     if isinstance(error, sa_exc.TimeoutError):
         return "no database connection became free in time; the server is busy"
@@ -90,5 +98,18 @@ class CommitOutcomeUnknown(ServiceUnavailable):
             "the database connection was lost while committing: the change may or may not have"
             " been saved; retry with the same Idempotency-Key to get its outcome (without one,"
             " read before retrying)",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+class WriteBusy(ServiceUnavailable):
+    """A write could not get its turn in time: this process's writers are queued behind a
+    slow or stuck one (or, on SQLite, another process holds the file's write lock)."""
+
+    code = "database_busy"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"the database is busy: {why}; try again later",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )

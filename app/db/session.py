@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
-from app.db.availability import CommitOutcomeUnknown, connection_lost
+from app.db.availability import CommitOutcomeUnknown, WriteBusy, connection_lost, sqlite_busy
 from app.db.engine import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, create_engine
 from app.metrics import (
     DB_POOL_IN_USE,
@@ -47,9 +47,16 @@ class Database:
         *,
         sqlite_busy_timeout_ms: int = 10_000,
         max_concurrent_writes: int = 4,
+        write_wait_seconds: float = 30.0,
     ) -> None:
         self.engine = engine
         self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
+        # The longest a write transaction waits for its turn before it answers 503.
+        self.write_wait_seconds = write_wait_seconds
+        # SQLite: how many times a writer of this process found the file locked past the busy
+        # timeout. A writer that queued before such a failure gives up when its turn comes,
+        # instead of waiting a whole busy timeout again behind the same holder.
+        self._busy_failures = 0
         self.is_sqlite = engine.dialect.name == "sqlite"
         # Reads run without BEGIN and COMMIT (Postgres: autocommit; SQLite: no BEGIN, see
         # engine._setup_sqlite): no round trips around a read. Each statement sees its own
@@ -89,6 +96,7 @@ class Database:
             ),
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             max_concurrent_writes=settings.db_max_concurrent_writes,
+            write_wait_seconds=settings.db_write_wait_seconds,
         )
 
     @classmethod
@@ -111,7 +119,9 @@ class Database:
             transaction = await session.begin()
             try:
                 yield session
-            except BaseException:
+            except BaseException as exc:
+                if write and self.is_sqlite and sqlite_busy(exc):
+                    self._busy_failures += 1
                 await transaction.rollback()
                 raise
             await _commit(transaction)
@@ -128,9 +138,19 @@ class Database:
             return
         WRITE_GATE_WAITS.inc()
         started = time.perf_counter()
-        with WRITE_GATE_WAITING.track_inprogress():
-            await stack.enter_async_context(gate)
-        WRITE_GATE_WAIT_SECONDS.observe(time.perf_counter() - started)
+        failures = self._busy_failures
+        try:
+            with WRITE_GATE_WAITING.track_inprogress():
+                async with asyncio.timeout(self.write_wait_seconds):
+                    await stack.enter_async_context(gate)
+        except TimeoutError:
+            raise WriteBusy(
+                f"no write slot became free within {self.write_wait_seconds:g} s"
+            ) from None
+        finally:
+            WRITE_GATE_WAIT_SECONDS.observe(time.perf_counter() - started)
+        if self._busy_failures != failures:
+            raise WriteBusy("the database is locked by another process's writer")
 
     def publish_pool_gauges(self) -> None:
         """Set the pool gauges from the engine's pool now (a scrape, or the multiprocess

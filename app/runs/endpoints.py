@@ -31,7 +31,7 @@ router = APIRouter(
     dependencies=[IDEMPOTENT],
     response_model=RunRead,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(404, 409, 422, 429),
 )
 async def start_run(
     conversation_id: uuid.UUID,
@@ -40,7 +40,7 @@ async def start_run(
     background: BackgroundTasks,
 ) -> RunRead:
     """Queue a run of the conversation; it starts when a worker has a free slot."""
-    run = await service.start(session, conversation_id)
+    run = await service.start(session, conversation_id, _max_queued(request))
     wake_worker(request, background, run.id)
     return RunRead.model_validate(run)
 
@@ -49,7 +49,7 @@ async def start_run(
     "/conversations/{conversation_id}/events/respond_to_confirmation",
     dependencies=[IDEMPOTENT],
     response_model=Success,
-    responses=error_responses(401, 404, 409, 422),
+    responses=error_responses(401, 404, 409, 422, 429),
 )
 async def respond_to_confirmation(
     conversation_id: uuid.UUID,
@@ -61,10 +61,16 @@ async def respond_to_confirmation(
     """Accept the actions the conversation waits on (a run starts and runs them first) or
     reject them (a UserRejectObservation each; the conversation goes idle). Nothing
     waiting: nothing happens (OpenHands answers that with success too)."""
-    run = await service.answer_confirmation(session, conversation_id, body.accept, body.reason)
+    run = await service.answer_confirmation(
+        session, conversation_id, body.accept, body.reason, _max_queued(request)
+    )
     if run is not None:
         wake_worker(request, background, run.id)
     return Success()
+
+
+def _max_queued(request: Request) -> int:
+    return int(request.app.state.settings.max_queued_runs)
 
 
 _NO_ACTIVE_RUN: dict[int | str, dict[str, Any]] = {
@@ -201,6 +207,7 @@ async def list_run_llm_calls(
         404,
         409,
         422,
+        429,
         extra={
             **response_headers(201, "X-Event-Seq", "X-Run-Id"),
             200: {
@@ -223,7 +230,9 @@ async def send_message(
     (an active run takes the message at its next step); the run's id is in X-Run-Id. With an
     `id` the conversation already has, nothing is appended or started: 200 with that event
     (and `Idempotent-Replayed: true`)."""
-    stored, run, replayed = await post_user_message(session, conversation_id, body, run=body.run)
+    stored, run, replayed = await post_user_message(
+        session, conversation_id, body, run=body.run, max_queued=_max_queued(request)
+    )
     headers = {"X-Event-Seq": str(stored["seq"])}
     if replayed:
         headers[REPLAYED] = "true"

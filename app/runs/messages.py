@@ -30,6 +30,7 @@ async def post_user_message(
     body: UserMessageCreate,
     *,
     run: bool,
+    max_queued: int | None = None,
 ) -> PostedMessage:
     """Append the message (and start a run, when `run`). A message whose `id` the
     conversation already has is not appended again and starts no run: the stored event is
@@ -47,7 +48,7 @@ async def post_user_message(
     (stored,) = await events_service.append(session, conversation_id, [event])
     if not run:
         return PostedMessage(stored, None, replayed=False)
-    started = await runs_service.start_unless_active(session, conversation_id)
+    started = await runs_service.start_unless_active(session, conversation_id, max_queued)
     return PostedMessage(stored, started, replayed=False)
 
 

@@ -76,6 +76,14 @@ async def count_by_status(session: AsyncSession) -> dict[str, int]:
     return {status: count for status, count in await session.execute(stmt)}
 
 
+async def queued_at_least(session: AsyncSession, limit: int) -> bool:
+    """Whether `limit` runs or more are queued: counts at most `limit` rows of the claim
+    index, so the check costs the same however long the queue is."""
+    queued = select(literal(1)).where(Run.status == RunStatus.QUEUED.value).limit(limit)
+    count = await session.scalar(select(func.count()).select_from(queued.subquery()))
+    return int(count or 0) >= limit
+
+
 async def any_queued(session: AsyncSession) -> bool:
     stmt = select(literal(1)).where(Run.status == RunStatus.QUEUED.value).limit(1)
     return (await session.execute(stmt)).first() is not None

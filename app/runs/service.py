@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clock import utcnow
 from app.conversations import repository as conversations
 from app.conversations.state import record_full_state, reject_waiting, set_execution_status
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from app.events import service as events_service
 from app.events.schemas import InterruptEvent, PauseEvent
 from app.models import ExecutionStatus, LLMCall, Run, RunStatus
@@ -44,15 +44,28 @@ def _active_conflict(run: Run | None, conversation_id: uuid.UUID) -> Conflict:
     )
 
 
-async def start(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
-    """Queue a run. The partial unique index on runs is what forbids a second active run;
-    the status change keeps execution_status in step with it.
+# Seconds a client is told to wait when the run queue is full.
+QUEUE_FULL_RETRY_AFTER = 5
+
+
+async def start(
+    session: AsyncSession, conversation_id: uuid.UUID, max_queued: int | None = None
+) -> Run:
+    """Queue a run; 429 when `max_queued` runs are queued already. The partial unique index
+    on runs is what forbids a second active run; the status change keeps execution_status in
+    step with it.
 
     The common case is two statements and the status change's event: the conditional UPDATE of
     the status (which also takes the conversation's row lock, so two starts of one
     conversation queue behind each other) and the INSERT of the run. Why a start was refused
     is looked up only when it was.
     """
+    if max_queued is not None and await repository.queued_at_least(session, max_queued):
+        raise TooManyRequests(
+            f"{max_queued} runs are queued already (AGENT_SERVER_MAX_QUEUED_RUNS): try again"
+            " when some have started",
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
+        )
     moved = await set_execution_status(
         session, conversation_id, ExecutionStatus.RUNNING, allowed_from=STARTABLE
     )
@@ -73,14 +86,20 @@ async def _refusal(session: AsyncSession, conversation_id: uuid.UUID) -> NotFoun
     return Conflict(f"conversation {conversation_id} cannot start a run in its status")
 
 
-async def start_unless_active(session: AsyncSession, conversation_id: uuid.UUID) -> Run:
+async def start_unless_active(
+    session: AsyncSession, conversation_id: uuid.UUID, max_queued: int | None = None
+) -> Run:
     """Start a run, or leave the active one: it takes new user messages at its next step."""
     active = await repository.active_for(session, conversation_id)
-    return active if active is not None else await start(session, conversation_id)
+    return active if active is not None else await start(session, conversation_id, max_queued)
 
 
 async def answer_confirmation(
-    session: AsyncSession, conversation_id: uuid.UUID, accept: bool, reason: str
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    accept: bool,
+    reason: str,
+    max_queued: int | None = None,
 ) -> Run | None:
     """Confirmation mode: accepting starts a run that runs the waiting actions first (the run
     is returned); rejecting records a UserRejectObservation for each and leaves the
@@ -93,7 +112,7 @@ async def answer_confirmation(
         return None
     if conversation.execution_status != ExecutionStatus.WAITING_FOR_CONFIRMATION.value:
         return None
-    return await start_unless_active(session, conversation_id)
+    return await start_unless_active(session, conversation_id, max_queued)
 
 
 async def pause(session: AsyncSession, conversation_id: uuid.UUID) -> Run | None:

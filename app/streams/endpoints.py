@@ -211,6 +211,7 @@ def _auth_frame(frame: str) -> dict[str, Any] | None:
 async def _receive_messages(websocket: WebSocket, db: Database, conversation_id: uuid.UUID) -> None:
     """Each text frame holding a user message is appended, and the conversation runs."""
     worker = getattr(websocket.app.state, "worker", None)
+    max_queued = websocket.app.state.settings.max_queued_runs
     while True:
         frame = await websocket.receive_text()
         if (
@@ -226,7 +227,10 @@ async def _receive_messages(websocket: WebSocket, db: Database, conversation_id:
             continue
         try:
             async with db.session(write=True) as session:
-                run = (await post_user_message(session, conversation_id, body, run=True)).run
+                posted = await post_user_message(
+                    session, conversation_id, body, run=True, max_queued=max_queued
+                )
+            run = posted.run
         except AppError as exc:
             error = {"type": "error", "message": exc.message}
             await websocket.send_text(orjson.dumps(error).decode())
