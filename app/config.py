@@ -38,6 +38,11 @@ class Settings(BaseSettings):
 
     # How long an Idempotency-Key's stored response is replayed (then the key is pruned).
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # Conversations idle (no event, no change) for longer are deleted with all their rows,
+    # unless a run is active; unset: kept forever (`agent-server prune` deletes on demand).
+    retention_days: float | None = Field(default=None, gt=0, le=36_500)
+    # How often each process prunes expired keys and, with retention_days, old conversations.
+    housekeeping_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # Runs
     max_concurrent_runs: int = Field(default=10, ge=1, le=1000)

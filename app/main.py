@@ -42,6 +42,7 @@ from app.streams.endpoints import sockets_router
 from app.streams.hub import EventHub
 from app.system.docs import install_docs
 from app.system.endpoints import router as system_router
+from app.system.housekeeping import Housekeeping
 from app.system.requests import RequestContext
 from app.vault.redact import REDACTOR, install_log_redaction
 from app.vault.service import Vault
@@ -194,6 +195,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if listener is not None:
             await listener.start()
             phases.done("listening for notifications")
+        housekeeping = Housekeeping(db, settings)
+        housekeeping.start()
         logger.info("start-up: done in %.2f s; the server listens next", phases.total)
         if settings.run_worker_enabled:
             # litellm takes seconds to import: it loads in the background from now on (not
@@ -205,6 +208,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             async with process_gauges(db.publish_pool_gauges):
                 yield
         finally:
+            await housekeeping.stop()
             if worker is not None:
                 await worker.stop()
             await app.state.commands.close()  # kills the commands still running

@@ -1,0 +1,2 @@
+"""Retention: deleting conversations, with every row they own, once they have been idle for
+longer than a given age."""
