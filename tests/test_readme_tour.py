@@ -1,12 +1,12 @@
 """The README's tour runs as written, in order, against a real server on a fresh database.
 
 The tour is every fenced ```sh block of README.md that calls curl, in README order (today the
-blocks of "A tour", "Running agents", "Live streams" and "Skills"; a curl block added to any
-section joins it). Those four sections must each give one, so a block that stops being picked
-up fails the test instead of going untested. The blocks run concatenated in ONE
-`bash -euo pipefail` process (with xtrace, so a failure names its command), the repository
-root as its working directory (the tour uses `.venv/bin/python`) and `S` set to the server
-(the tour's first line keeps a set `S`, else means 127.0.0.1:8000).
+blocks of "A tour", "Running agents", "Live streams", "Retries and idempotency" and "Skills"; a
+curl block added to any section joins it). Those five sections must each give one, so a block
+that stops being picked up fails the test instead of going untested. The blocks run
+concatenated in ONE `bash -euo pipefail` process (with xtrace, so a failure names its command),
+the repository root as its working directory (the tour uses `.venv/bin/python`) and `S` set to
+the server (the tour's first line keeps a set `S`, else means 127.0.0.1:8000).
 
 The tour checks its own statuses, so a call that answers other than its comment promises
 ends the script non-zero: a call promised a 2xx has `-f` (curl exits 22 on a status of 400 or
@@ -37,7 +37,7 @@ from tests.dbutil import create_database, drop_database, is_postgres
 from tests.procs import ROOT, free_port, start_fake_llm, start_server, stop, wait_ready
 
 README = ROOT / "README.md"
-SECTIONS = ("A tour", "Running agents", "Live streams", "Skills")
+SECTIONS = ("A tour", "Running agents", "Live streams", "Retries and idempotency", "Skills")
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 # A curl call (not in a comment) and what makes its status checked: -f in its first option
 # cluster (or --fail...), or a write-out of the status alone.
