@@ -27,7 +27,6 @@ from urllib.parse import quote, quote_plus
 
 import typer
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.engine import make_url
 
 from app.config import get_settings
 
@@ -175,6 +174,8 @@ def _settings_message(exc: ValidationError) -> str:
 
 
 def _shown_url() -> str:
+    from sqlalchemy.engine import make_url
+
     try:
         url = make_url(get_settings().database_url)
     except Exception:
@@ -189,6 +190,8 @@ def _secrets() -> list[str]:
         settings = get_settings()
     except Exception:
         return []
+    from sqlalchemy.engine import make_url
+
     found: list[str] = []
     try:
         password = make_url(settings.database_url).password

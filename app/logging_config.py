@@ -72,6 +72,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(_TEXT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # alembic announces each of its plugins at INFO when it is first imported (the commands
+    # import it lazily, after this): a line per plugin that says nothing about the work.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, logging.root.level))
 
 
 def route_litellm_logs() -> None:
