@@ -4,6 +4,7 @@ A failure prints one line, `agent-server: <message>`, on stderr and exits with a
 its kind (the table is in app/cli_errors.py); progress goes to stderr too, so that stdout
 holds only what a script may read (`db current`, `secrets generate-key`, reports)."""
 
+import contextlib
 import logging
 import os
 import re
@@ -110,11 +111,13 @@ def serve(
         )
     )
     starting.on_failure = lambda: setattr(server, "should_exit", True)
-    server.run()
+    # After a graceful shutdown uvicorn raises the signal that asked for it again: SIGINT as
+    # KeyboardInterrupt here (SIGTERM's default handler ends the process).
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     if starting.failure is not None:
         raise starting.failure
-    # Here after SIGINT (uvicorn swallows the KeyboardInterrupt); SIGTERM ends the process as
-    # soon as the graceful shutdown is done (uvicorn raises it again, default handler).
+    # Here after SIGINT; SIGTERM ends the process as soon as the graceful shutdown is done.
     _exit_if_threads_hang(0)
 
 
