@@ -207,7 +207,9 @@ async def _reset_script(llm: FakeLLM) -> None:
 async def test_three_processes_thirty_subscribers_each_see_exactly_their_conversation(
     servers: ServerFactory, llm: FakeLLM
 ) -> None:
-    procs = await asyncio.gather(*(servers(worker=True) for _ in range(3)))
+    # One worker runs the conversations; the other two processes only serve streams (each
+    # worker would load the agents, seconds of CPU, for nothing).
+    procs = await asyncio.gather(*(servers(worker=index == 0) for index in range(3)))
     await llm.script(*[THINK] * 40, latency=0.05)
     async with httpx.AsyncClient(base_url=procs[0].base) as client:
         cids = [await _conversation(client, llm) for _ in range(5)]
