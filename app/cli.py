@@ -7,11 +7,9 @@ holds only what a script may read (`db current`, `secrets generate-key`, reports
 import contextlib
 import logging
 import os
-import re
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,6 +17,7 @@ import typer
 
 from app import cli_errors
 from app.cli_errors import CliError, Refused
+from app.cli_prune import prune
 from app.config import Settings, get_settings
 from app.logging_config import configure_logging
 
@@ -82,9 +81,7 @@ def serve(
     if no_migrate:
         from app.db import migrations
 
-        mismatch = migrations.describe_mismatch(
-            migrations.current_revision_sync(settings.database_url), migrations.head_revision()
-        )
+        mismatch = migrations.mismatch_at(settings.database_url)
         if mismatch is not None:
             _fail(mismatch)
 
@@ -297,9 +294,7 @@ def import_openhands(
         vault = Vault.from_settings(settings)
     except SecretKeyError as exc:
         _fail(str(exc))
-    mismatch = migrations.describe_mismatch(
-        migrations.current_revision_sync(settings.database_url), migrations.head_revision()
-    )
+    mismatch = migrations.mismatch_at(settings.database_url)
     if mismatch is not None:
         _fail(f"{mismatch} (run `agent-server db upgrade` first)")
     if not vault.cipher.encrypts:
@@ -331,97 +326,7 @@ def import_openhands(
         raise typer.Exit(code=cli_errors.PROBLEMS_FOUND)
 
 
-_DURATION = re.compile(r"([0-9]+)([smhd])")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _duration(value: str) -> timedelta:
-    """`30d`, `12h`, `90m` or `45s`: a positive whole number and one unit."""
-    match = _DURATION.fullmatch(value.strip())
-    try:
-        age = timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])}) if match else None
-    except OverflowError:
-        age = None
-    if not age:
-        raise typer.BadParameter(
-            f"{value!r} is not a duration: a positive whole number and a unit (s, m, h, d),"
-            " like 30d or 12h"
-        )
-    return age
-
-
-def _statuses(value: str | None) -> list[str] | None:
-    """`finished,error` as a list of execution statuses, each one the service knows."""
-    from app.errors import Unprocessable
-    from app.retention.service import check_statuses
-
-    try:
-        return check_statuses(None if value is None else value.split(","))
-    except Unprocessable as exc:
-        raise typer.BadParameter(exc.message, param_hint="'--status'") from exc
-
-
-@cli.command()
-def prune(
-    older_than: Annotated[
-        timedelta,
-        typer.Option(
-            "--older-than",
-            parser=_duration,
-            metavar="AGE",
-            help="Delete conversations with no activity for this long: 30d, 12h, 90m, 45s.",
-        ),
-    ],
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status",
-            metavar="STATUS[,STATUS...]",
-            help="Only conversations in these execution statuses (e.g. finished,error).",
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
-    ] = False,
-    batch: Annotated[
-        int,
-        typer.Option(min=1, max=10_000, help="Conversations deleted per transaction."),
-    ] = 100,
-) -> None:
-    """Delete the conversations idle for longer than --older-than, with all their events,
-    runs and LLM calls. One with a queued or running run is never deleted."""
-    import asyncio
-
-    from app.db import migrations
-    from app.db.session import Database
-    from app.retention.service import prune as prune_conversations
-
-    statuses = _statuses(status)
-    settings = get_settings()
-    mismatch = migrations.describe_mismatch(
-        migrations.current_revision_sync(settings.database_url), migrations.head_revision()
-    )
-    if mismatch is not None:
-        _fail(mismatch)
-    verb = "would prune" if dry_run else "pruned"
-
-    async def run() -> int:
-        db = Database.from_settings(settings)
-        try:
-            return await prune_conversations(
-                db,
-                older_than=older_than,
-                statuses=statuses,
-                dry_run=dry_run,
-                batch=batch,
-                on_batch=lambda total: typer.echo(f"{verb} {total} so far", err=True),
-            )
-        finally:
-            await db.dispose()
-
-    count = asyncio.run(run())
-    noun = "conversation" if count == 1 else "conversations"
-    typer.echo(f"{verb} {count} {noun}{' (dry run)' if dry_run else ''}")
+cli.command()(prune)
 
 
 def main() -> None:

@@ -46,8 +46,10 @@ def start_server(
     args: Sequence[str] = (),
     stdout: Target = None,
     stderr: Target = None,
+    module: str = "app.cli",
 ) -> subprocess.Popen[bytes]:
-    """Start `python -m app.cli serve [args] --host 127.0.0.1 --port PORT`.
+    """Start `python -m app.cli serve [args] --host 127.0.0.1 --port PORT` (`module`: another
+    module that runs the same command line, e.g. a test's launcher that patches the server).
 
     `env` overrides this process's environment: a value of None removes the variable. The
     child's stdin is /dev/null. Wait for it with wait_ready(), end it with stop().
@@ -58,7 +60,7 @@ def start_server(
             child_env.pop(key, None)
         else:
             child_env[key] = value
-    command = [sys.executable, "-m", "app.cli", "serve", *args, "--host", HOST]
+    command = [sys.executable, "-m", module, "serve", *args, "--host", HOST]
     command += ["--port", str(port)]
     return subprocess.Popen(
         command,

@@ -87,6 +87,11 @@ def current_revision_sync(database_url: str) -> str | None:
     return asyncio.run(_run())
 
 
+def mismatch_at(database_url: str) -> str | None:
+    """describe_mismatch() for the database at `database_url` (None: it is at head)."""
+    return describe_mismatch(current_revision_sync(database_url), head_revision())
+
+
 def describe_mismatch(current: str | None, head: str) -> str | None:
     """One line naming both revisions when the database is not at the code's head."""
     if current == head:

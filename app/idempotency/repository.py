@@ -53,16 +53,12 @@ async def store(session: AsyncSession, row: IdempotencyKey) -> None:
 
 
 async def delete_expired(session: AsyncSession, now: datetime, limit: int) -> int:
-    """Delete up to `limit` expired rows, oldest first; how many were deleted."""
+    """Delete up to `limit` expired rows, oldest first, in one statement; how many went."""
     oldest = (
         select(KEYS.c.scope, KEYS.c.key)
         .where(KEYS.c.expires_at <= now)
         .order_by(KEYS.c.expires_at)
         .limit(limit)
     )
-    rows = (await session.execute(oldest)).all()
-    if not rows:
-        return 0
-    pairs = [(scope, key) for scope, key in rows]
-    await session.execute(delete(KEYS).where(tuple_(KEYS.c.scope, KEYS.c.key).in_(pairs)))
-    return len(pairs)
+    stmt = delete(KEYS).where(tuple_(KEYS.c.scope, KEYS.c.key).in_(oldest)).returning(KEYS.c.key)
+    return len((await session.execute(stmt)).all())

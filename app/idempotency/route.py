@@ -65,24 +65,22 @@ async def idempotency_key(
 IDEMPOTENT = Depends(idempotency_key)
 
 
-def _opts_in(route: APIRoute) -> bool:
-    return any(dep.call is idempotency_key for dep in route.dependant.dependencies)
-
-
 class IdempotentRoute(APIRoute):
     """A route that honours Idempotency-Key when it declares IDEMPOTENT (others as usual)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if any(
+        # Known before APIRoute.__init__, which documents the responses and builds the handler.
+        self.idempotent = any(
             getattr(dep, "dependency", None) is idempotency_key
             for dep in kwargs.get("dependencies") or []
-        ):
+        )
+        if self.idempotent:
             kwargs["responses"] = _documented(kwargs.get("responses"), kwargs.get("status_code"))
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if not _opts_in(self):
+        if not self.idempotent:
             return handler
 
         async def idempotent_handler(request: Request) -> Response:

@@ -50,21 +50,23 @@ class Server:
 ServerFactory = Callable[..., Any]
 
 
-def _launch(env: dict[str, str | None], log: Path) -> Server:
+def _launch(env: dict[str, str | None], log: Path, module: str) -> Server:
     port = free_port()
     with log.open("wb") as out:
-        proc = start_server(port, env, args=["--no-migrate"], stdout=out, stderr=subprocess.STDOUT)
+        proc = start_server(
+            port, env, args=["--no-migrate"], stdout=out, stderr=subprocess.STDOUT, module=module
+        )
     return Server(proc, f"http://127.0.0.1:{port}", log)
 
 
 @pytest.fixture
 async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """start(worker=True, **env) -> Server, once it answers /ready (several may start at
-    once); every server is stopped at the end (by PID)."""
+    """start(worker=True, module="app.cli", **env) -> Server, once it answers /ready (several
+    may start at once); every server is stopped at the end (by PID)."""
     started: list[Server] = []
     numbers = itertools.count()
 
-    async def start(worker: bool = True, **env: str) -> Server:
+    async def start(worker: bool = True, module: str = "app.cli", **env: str) -> Server:
         full_env: dict[str, str | None] = {
             "AGENT_SERVER_DATABASE_URL": database_url,
             "AGENT_SERVER_LOG_LEVEL": "WARNING",
@@ -78,7 +80,7 @@ async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[ServerFact
         while True:
             attempts += 1
             log = tmp_path / f"server-{next(numbers)}.log"
-            server = await asyncio.to_thread(_launch, full_env, log)
+            server = await asyncio.to_thread(_launch, full_env, log, module)
             started.append(server)
             try:
                 await asyncio.to_thread(wait_ready, server.base, server.proc, log=log)

@@ -11,12 +11,8 @@ commit left no stored answer and this test failed.
 """
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,55 +22,15 @@ from app.db.session import Database
 from app.idempotency.route import HEADER, REPLAYED
 from app.models import Event, IdempotencyKey
 from tests.conftest import create_conversation
-from tests.crash.conftest import Server, ServerFactory
-from tests.procs import HOST, ROOT, free_port, port_taken, stop, wait_ready
+from tests.crash.conftest import ServerFactory
 
 pytestmark = pytest.mark.slow  # server processes
 
 MESSAGE = {"content": [{"type": "text", "text": "once"}]}
 HTTP_SECONDS = 30
 EXIT_SECONDS = 30
-
-
-def _launch_dying(database_url: str, workspaces: Path, log: Path) -> Server:
-    """Like tests.procs.start_server, through the launcher that dies after a commit."""
-    env = {
-        **os.environ,
-        "AGENT_SERVER_DATABASE_URL": database_url,
-        "AGENT_SERVER_LOG_LEVEL": "WARNING",
-        "AGENT_SERVER_RUN_WORKER_ENABLED": "false",
-        "AGENT_SERVER_WORKSPACE_ROOT": str(workspaces),
-        "TEST_DIE_AFTER_COMMIT": "1",
-    }
-    env.pop("AGENT_SERVER_SESSION_API_KEYS", None)
-    port = free_port()
-    command = [sys.executable, "-m", "tests.crash.die_after_commit", "serve", "--no-migrate"]
-    command += ["--host", HOST, "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(proc, f"http://{HOST}:{port}", log)
-
-
-async def _start_dying(database_url: str, tmp_path: Path, started: list[Server]) -> Server:
-    for attempt in range(3):
-        log = tmp_path / f"dying-{attempt}.log"
-        server = await asyncio.to_thread(_launch_dying, database_url, tmp_path / "workspaces", log)
-        started.append(server)
-        try:
-            await asyncio.to_thread(wait_ready, server.base, server.proc, log=log)
-            return server
-        except RuntimeError as exc:
-            # free_port()'s port may have been taken since it was free: try another one.
-            if attempt == 2 or not port_taken(await asyncio.to_thread(server.log_text)):
-                raise AssertionError(str(exc)) from exc
-    raise AssertionError("unreachable")
+# Server A's command line: the real one, through the launcher that dies after a commit.
+DYING = "tests.crash.die_after_commit"
 
 
 async def _count(db: Database, model: type, **where: object) -> int:
@@ -87,36 +43,29 @@ async def test_a_kill_after_commit_then_a_retry_elsewhere_replays_the_stored_ans
     servers: ServerFactory,
     client: httpx.AsyncClient,
     db: Database,
-    database_url: str,
-    tmp_path: Path,
 ) -> None:
     conversation = await create_conversation(client)  # in-process, before A exists
     cid = uuid.UUID(str(conversation["id"]))
     url = f"/api/conversations/{cid}/events"
     key = {HEADER: str(uuid.uuid4())}
-    started: list[Server] = []
-    try:
-        a = await _start_dying(database_url, tmp_path, started)
-        async with httpx.AsyncClient(base_url=a.base, timeout=HTTP_SECONDS) as ca:
-            with pytest.raises(httpx.TransportError):
-                await ca.post(url, json=MESSAGE, headers=key)
-        returncode = await asyncio.to_thread(a.proc.wait, EXIT_SECONDS)
-        assert returncode == -signal.SIGKILL, (returncode, a.log_text())
-        # A died after its commit: the message and the key's stored answer are there.
-        assert await _count(db, Event, conversation_id=cid) == 1
-        assert await _count(db, IdempotencyKey) == 1
+    a = await servers(worker=False, module=DYING, TEST_DIE_AFTER_COMMIT="1")
+    async with httpx.AsyncClient(base_url=a.base, timeout=HTTP_SECONDS) as ca:
+        with pytest.raises(httpx.TransportError):
+            await ca.post(url, json=MESSAGE, headers=key)
+    returncode = await asyncio.to_thread(a.proc.wait, EXIT_SECONDS)
+    assert returncode == -signal.SIGKILL, (returncode, a.log_text())
+    # A died after its commit: the message and the key's stored answer are there.
+    assert await _count(db, Event, conversation_id=cid) == 1
+    assert await _count(db, IdempotencyKey) == 1
 
-        b = await servers(worker=False)
-        async with httpx.AsyncClient(base_url=b.base, timeout=HTTP_SECONDS) as cb:
-            again = await cb.post(url, json=MESSAGE, headers=key)
-            assert again.status_code == 201, again.text
-            assert again.headers.get(REPLAYED) == "true", again.headers
-            assert again.headers["X-Event-Seq"] == "1"
-            found = await cb.get(f"{url}/search", params={"kind": "MessageEvent"})
-        assert found.status_code == 200, found.text
-        messages = [e for e in found.json()["items"] if e["source"] == "user"]
-        assert [m["id"] for m in messages] == [again.json()["id"]], messages
-        assert await _count(db, Event, conversation_id=cid) == 1
-    finally:
-        for server in started:
-            await asyncio.to_thread(stop, server.proc, 10)
+    b = await servers(worker=False)
+    async with httpx.AsyncClient(base_url=b.base, timeout=HTTP_SECONDS) as cb:
+        again = await cb.post(url, json=MESSAGE, headers=key)
+        assert again.status_code == 201, again.text
+        assert again.headers.get(REPLAYED) == "true", again.headers
+        assert again.headers["X-Event-Seq"] == "1"
+        found = await cb.get(f"{url}/search", params={"kind": "MessageEvent"})
+    assert found.status_code == 200, found.text
+    messages = [e for e in found.json()["items"] if e["source"] == "user"]
+    assert [m["id"] for m in messages] == [again.json()["id"]], messages
+    assert await _count(db, Event, conversation_id=cid) == 1

@@ -12,7 +12,7 @@ import pytest
 import typer
 from sqlalchemy import func, insert, select, update
 
-from app.cli import _duration
+from app.cli_prune import _duration
 from app.clock import utcnow
 from app.db.base import Base
 from app.db.session import Database
